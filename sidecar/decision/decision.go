@@ -1,0 +1,111 @@
+// Package decision is the signed decision the sidecar attaches to every allowed request and mgmtproxy
+// verifies before it calls Logto: a compact JWS signed with Ed25519 that binds the policy's answer to
+// one method, one canonical path and one route for at most 30 seconds, usable once.
+//
+// The format is deliberately narrow, so it is parsed by hand rather than by a general JOSE library:
+// exactly three base64url parts, a header of exactly {"alg":"EdDSA","typ":"orgauthz-decision+jwt","kid":…},
+// a flat claims object without duplicate or unknown keys.
+package decision
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"time"
+)
+
+// Header is the request header that carries the signed decision from the sidecar to mgmtproxy.
+const Header = "x-orgauthz-decision"
+
+const (
+	// Algorithm is the only JWS algorithm signed and accepted.
+	Algorithm = "EdDSA"
+	// Type is the JWS "typ" header of every decision, so no other JWT can pass for one.
+	Type = "orgauthz-decision+jwt"
+	// MaxTTL bounds a decision's lifetime (exp − iat); longer ones are rejected.
+	MaxTTL = 30 * time.Second
+	// DefaultTTL is the lifetime NewSigner uses when given zero or less.
+	DefaultTTL = 10 * time.Second
+	// Skew is the clock difference between sidecar and mgmtproxy that Verify tolerates.
+	Skew = 5 * time.Second
+	// MaxSize bounds an encoded decision; larger ones are malformed without being decoded.
+	MaxSize = 4 << 10
+)
+
+// Claims are what the policy allowed, for whom, and until when.
+type Claims struct {
+	Method    string `json:"m"`             // request method, upper case
+	Path      string `json:"p"`             // canonical path, no query
+	Route     string `json:"r"`             // route template, e.g. "POST /api/organizations/{orgId}/users"
+	Kind      string `json:"k"`             // token kind: organization, organization_api, global_api, admin
+	App       bool   `json:"app"`           // the subject is an application (sub == client_id)
+	Org       string `json:"org,omitempty"` // organization context of the token, if any
+	Subject   string `json:"sub"`           // user or application ID
+	ID        string `json:"jti"`           // unique per decision; Verify accepts each once
+	IssuedAt  int64  `json:"iat"`           // Unix seconds
+	ExpiresAt int64  `json:"exp"`           // Unix seconds, at most MaxTTL after IssuedAt
+}
+
+// Reason classifies a rejected decision. Its values are short and stable: they double as metric labels
+// and response codes.
+type Reason string
+
+// The reasons Verify gives.
+const (
+	ReasonMissing        Reason = "decision_missing"
+	ReasonMalformed      Reason = "decision_malformed"
+	ReasonAlgorithm      Reason = "decision_alg"
+	ReasonUnknownKey     Reason = "decision_unknown_key"
+	ReasonBadSignature   Reason = "decision_bad_signature"
+	ReasonExpired        Reason = "decision_expired"
+	ReasonNotYetValid    Reason = "decision_not_yet_valid"
+	ReasonTTLTooLong     Reason = "decision_ttl_too_long"
+	ReasonMethodMismatch Reason = "decision_method_mismatch"
+	ReasonPathMismatch   Reason = "decision_path_mismatch"
+	ReasonReplayed       Reason = "decision_replayed"
+	ReasonReplayFull     Reason = "decision_replay_cache_full"
+)
+
+// Error is the error Verify returns: a Reason and a detail that never contains the token.
+type Error struct {
+	Reason Reason
+	Detail string
+}
+
+func (e *Error) Error() string {
+	if e.Detail == "" {
+		return "decision: " + string(e.Reason)
+	}
+	return "decision: " + string(e.Reason) + ": " + e.Detail
+}
+
+// Is makes errors.Is(err, &Error{Reason: r}) match any Error with reason r.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Reason == e.Reason && (t.Detail == "" || t.Detail == e.Detail)
+}
+
+// ReasonOf returns the Reason of an error from Verify, or ReasonMalformed for any other non-nil error.
+func ReasonOf(err error) Reason {
+	if err == nil {
+		return ""
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Reason
+	}
+	return ReasonMalformed
+}
+
+func fail(r Reason, detail string) error { return &Error{Reason: r, Detail: detail} }
+
+var b64 = base64.RawURLEncoding.Strict()
+
+// KeyID is the RFC 7638 JWK thumbprint of pub, base64url without padding: the "kid" of its decisions.
+func KeyID(pub ed25519.PublicKey) string {
+	// The required members of an OKP JWK in lexicographic order, no whitespace (RFC 7638 §3, RFC 8037 §2).
+	jwk := `{"crv":"Ed25519","kty":"OKP","x":"` + b64.EncodeToString(pub) + `"}`
+	sum := sha256.Sum256([]byte(jwk))
+	return b64.EncodeToString(sum[:])
+}

@@ -1,0 +1,337 @@
+package decision
+
+import (
+	"bytes"
+	"container/heap"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// DefaultReplayEntries bounds the replay cache of a Verifier made by NewVerifier: at the 30 s maximum
+// lifetime it remembers every decision of a steady ~30 000 requests per second.
+const DefaultReplayEntries = 1 << 20
+
+// Verifier checks decisions against a set of public keys (several while keys rotate) and remembers every
+// accepted decision ID until it expires, so each is accepted once. It is safe for concurrent use.
+type Verifier struct {
+	keys map[string]ed25519.PublicKey // by kid
+
+	// Now is the clock; time.Now when nil. Tests set it.
+	Now func() time.Time
+	// MaxReplayEntries bounds the replay cache. When it is full of unexpired IDs, Verify rejects new
+	// decisions (ReasonReplayFull) rather than forget one: fail closed.
+	MaxReplayEntries int
+
+	mu   sync.Mutex
+	seen map[string]int64 // jti → exp
+	exps expiryHeap
+}
+
+// NewVerifier returns a Verifier that accepts decisions signed by any of keys.
+func NewVerifier(keys []ed25519.PublicKey) *Verifier {
+	v := &Verifier{
+		keys:             make(map[string]ed25519.PublicKey, len(keys)),
+		MaxReplayEntries: DefaultReplayEntries,
+		seen:             make(map[string]int64),
+	}
+	for _, k := range keys {
+		v.keys[KeyID(k)] = k
+	}
+	return v
+}
+
+// LoadVerifier reads PKIX Ed25519 public key PEM files (what `openssl pkey -pubout` writes) and returns
+// a Verifier that accepts decisions signed by any of them.
+func LoadVerifier(pemPaths ...string) (*Verifier, error) {
+	if len(pemPaths) == 0 {
+		return nil, errors.New("decision: no public key files")
+	}
+	var (
+		keys []ed25519.PublicKey
+		errs []error
+	)
+	for _, p := range pemPaths {
+		k, err := readPublicKey(p)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		keys = append(keys, k)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return NewVerifier(keys), nil
+}
+
+// KeyIDs returns the kids the Verifier accepts, in no particular order.
+func (v *Verifier) KeyIDs() []string {
+	ids := make([]string, 0, len(v.keys))
+	for id := range v.keys {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// Verify checks that token is a decision signed by one of the Verifier's keys, current within Skew, for
+// exactly this method and canonical path, and not seen before; it then records its ID. Every rejection
+// is an *Error whose Reason says why.
+func (v *Verifier) Verify(token, method, path string) (*Claims, error) {
+	if token == "" {
+		return nil, fail(ReasonMissing, "")
+	}
+	if len(token) > MaxSize {
+		return nil, fail(ReasonMalformed, fmt.Sprintf("longer than %d bytes", MaxSize))
+	}
+	h64, rest, ok1 := strings.Cut(token, ".")
+	p64, s64, ok2 := strings.Cut(rest, ".")
+	if !ok1 || !ok2 || strings.Contains(s64, ".") {
+		return nil, fail(ReasonMalformed, "want three dot-separated parts")
+	}
+	hdr, err := b64.DecodeString(h64)
+	if err != nil {
+		return nil, fail(ReasonMalformed, "header is not base64url")
+	}
+	var h header
+	if err := h.decode(hdr); err != nil {
+		if errors.Is(err, errAlgorithm) {
+			return nil, fail(ReasonAlgorithm, err.Error())
+		}
+		return nil, fail(ReasonMalformed, "header: "+err.Error())
+	}
+	key, ok := v.keys[h.kid]
+	if !ok {
+		return nil, fail(ReasonUnknownKey, "")
+	}
+	sig, err := b64.DecodeString(s64)
+	if err != nil || len(sig) != ed25519.SignatureSize {
+		return nil, fail(ReasonBadSignature, "signature is not 64 bytes of base64url")
+	}
+	if !ed25519.Verify(key, []byte(token[:len(h64)+1+len(p64)]), sig) {
+		return nil, fail(ReasonBadSignature, "")
+	}
+	payload, err := b64.DecodeString(p64)
+	if err != nil {
+		return nil, fail(ReasonMalformed, "payload is not base64url")
+	}
+	c, err := decodeClaims(payload)
+	if err != nil {
+		return nil, fail(ReasonMalformed, "claims: "+err.Error())
+	}
+
+	now := time.Now
+	if v.Now != nil {
+		now = v.Now
+	}
+	t := now()
+	skew := int64(Skew / time.Second)
+	switch {
+	case c.ExpiresAt <= c.IssuedAt:
+		return nil, fail(ReasonMalformed, "exp is not after iat")
+	case c.ExpiresAt-c.IssuedAt > int64(MaxTTL/time.Second):
+		return nil, fail(ReasonTTLTooLong, fmt.Sprintf("lifetime %d s exceeds %d s", c.ExpiresAt-c.IssuedAt, int64(MaxTTL/time.Second)))
+	case t.Unix() >= c.ExpiresAt+skew:
+		return nil, fail(ReasonExpired, "")
+	case c.IssuedAt > t.Unix()+skew:
+		return nil, fail(ReasonNotYetValid, "")
+	case c.Method != method:
+		return nil, fail(ReasonMethodMismatch, "")
+	case c.Path != path:
+		return nil, fail(ReasonPathMismatch, "")
+	}
+	if err := v.remember(c.ID, c.ExpiresAt+skew, t.Unix()); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// remember records id until the Unix second until, or says it was seen already.
+func (v *Verifier) remember(id string, until, now int64) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for len(v.exps) > 0 && v.exps[0].until <= now {
+		delete(v.seen, v.exps[0].id)
+		heap.Pop(&v.exps)
+	}
+	if _, dup := v.seen[id]; dup {
+		return fail(ReasonReplayed, "")
+	}
+	if len(v.seen) >= v.MaxReplayEntries {
+		return fail(ReasonReplayFull, "")
+	}
+	v.seen[id] = until
+	heap.Push(&v.exps, expiry{id: id, until: until})
+	return nil
+}
+
+type expiry struct {
+	id    string
+	until int64
+}
+
+// expiryHeap is a min-heap of replay cache entries by expiry, so expired ones leave in O(log n).
+type expiryHeap []expiry
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].until < h[j].until }
+func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(expiry)) }
+func (h *expiryHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+type header struct{ alg, typ, kid string }
+
+var errAlgorithm = errors.New("alg is not " + Algorithm)
+
+// decode parses a header that has exactly the members alg, typ and kid, all strings.
+func (h *header) decode(data []byte) error {
+	var has [3]bool
+	err := walkObject(data, func(key string, val json.Token) error {
+		s, ok := val.(string)
+		if !ok {
+			return fmt.Errorf("%q is not a string", key)
+		}
+		switch key {
+		case "alg":
+			h.alg, has[0] = s, true
+		case "typ":
+			h.typ, has[1] = s, true
+		case "kid":
+			h.kid, has[2] = s, true
+		default: // crit, jku, jwk, x5u, … are never honoured, so never accepted
+			return fmt.Errorf("unexpected member %q", key)
+		}
+		return nil
+	})
+	switch {
+	case err != nil:
+		return err
+	case !has[0] || !has[1] || !has[2]:
+		return errors.New("want alg, typ and kid")
+	case h.alg != Algorithm:
+		return errAlgorithm
+	case h.typ != Type:
+		return fmt.Errorf("typ is not %s", Type)
+	}
+	return nil
+}
+
+// decodeClaims parses a flat claims object with exactly the members of Claims (org optional).
+func decodeClaims(data []byte) (*Claims, error) {
+	var (
+		c    Claims
+		seen = map[string]bool{}
+	)
+	err := walkObject(data, func(key string, val json.Token) error {
+		var dst *string
+		switch key {
+		case "m":
+			dst = &c.Method
+		case "p":
+			dst = &c.Path
+		case "r":
+			dst = &c.Route
+		case "k":
+			dst = &c.Kind
+		case "org":
+			dst = &c.Org
+		case "sub":
+			dst = &c.Subject
+		case "jti":
+			dst = &c.ID
+		case "app":
+			b, ok := val.(bool)
+			if !ok {
+				return fmt.Errorf("%q is not a boolean", key)
+			}
+			c.App = b
+		case "iat", "exp":
+			n, ok := val.(json.Number)
+			if !ok {
+				return fmt.Errorf("%q is not a number", key)
+			}
+			i, err := strconv.ParseInt(string(n), 10, 64)
+			if err != nil {
+				return fmt.Errorf("%q is not an integer", key)
+			}
+			if key == "iat" {
+				c.IssuedAt = i
+			} else {
+				c.ExpiresAt = i
+			}
+		default:
+			return fmt.Errorf("unexpected member %q", key)
+		}
+		if dst != nil {
+			s, ok := val.(string)
+			if !ok {
+				return fmt.Errorf("%q is not a string", key)
+			}
+			*dst = s
+		}
+		seen[key] = true
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range [...]string{"m", "p", "r", "k", "app", "sub", "jti", "iat", "exp"} {
+		if !seen[k] {
+			return nil, fmt.Errorf("missing %q", k)
+		}
+	}
+	if c.ID == "" {
+		return nil, errors.New("empty jti")
+	}
+	return &c, nil
+}
+
+// walkObject calls fn for each member of the JSON object data, whose values must all be scalars. It
+// rejects duplicate keys (which encoding/json would silently merge), nested values and trailing data.
+func walkObject(data []byte, fn func(key string, val json.Token) error) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return errors.New("not a JSON object")
+	}
+	seen := make(map[string]struct{}, 10)
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return errors.New("invalid JSON")
+		}
+		key := t.(string) // inside an object, the decoder yields only string keys
+		if _, dup := seen[key]; dup {
+			return fmt.Errorf("duplicate member %q", key)
+		}
+		seen[key] = struct{}{}
+		val, err := dec.Token()
+		if err != nil {
+			return errors.New("invalid JSON")
+		}
+		if _, nested := val.(json.Delim); nested {
+			return fmt.Errorf("member %q is not a scalar", key)
+		}
+		if err := fn(key, val); err != nil {
+			return err
+		}
+	}
+	if t, err := dec.Token(); err != nil || t != json.Delim('}') {
+		return errors.New("invalid JSON")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("trailing data after the object")
+	}
+	return nil
+}
