@@ -1,0 +1,44 @@
+// Package fakelogto is an in-process emulator of a Logto OSS tenant for tests and local
+// development. It is not a product package: nothing outside tests/ and cmd/fakelogto may
+// import it.
+//
+// It serves what orgauthz talks to, shaped like the real Logto 1.37 server recorded in
+// shared/logto-real: the OIDC discovery document and JWKS, the token endpoint
+// (client credentials for M2M apps, token exchange of subject tokens for user tokens of the
+// four kinds), subject tokens, and the organization part of the Management API with Logto's
+// status codes, error bodies, Total-Number and Link headers. Tokens are ES384 JWTs with
+// Logto's header and claim order; keys rotate (current, previous) and may be RSA. Faults
+// (down, slow, 429, 5xx, reset, bad key sets) can be injected per target and requests are
+// counted.
+//
+// Usage:
+//
+//	srv, err := fakelogto.New(fakelogto.Config{}) // binds 127.0.0.1:0
+//	if err != nil { t.Fatal(err) }
+//	t.Cleanup(func() { srv.Close() })
+//	srv.AddM2MApp("m2mapp0000000000000001", "m2m-secret") // may call the Management API
+//	alice := srv.AddUser("", "alice")
+//	acme := srv.AddOrganization("", "Acme")
+//	srv.AddOrgRole("admin", "org:read", "member:add")
+//	srv.AddMember(acme, alice, "admin")
+//	if err := srv.Start(); err != nil { t.Fatal(err) }
+//
+//	// Issuer for the verifier, a user token the way a token exchange would issue it:
+//	issuer := srv.Issuer() // http://127.0.0.1:port/oidc
+//	tok, err := srv.IssueUserToken(fakelogto.UserTokenRequest{
+//		UserID: alice, OrganizationID: acme, Scopes: []string{"org:read"}})
+//
+//	// Hostile tokens and failures:
+//	bad := srv.SignToken(map[string]any{"alg": "none"}, srv.Claims(alice, "app", "https://api.example.com", ""))
+//	srv.SetFault(fakelogto.TargetJWKS, fakelogto.Slow(5*time.Second))
+//	n := srv.Calls(fakelogto.TargetJWKS)
+//
+// The Management API accepts only bearer tokens this server signed for its Management API
+// resource (Config.ManagementResource) and, like Logto, answers 403 auth.forbidden to those
+// without the "all" scope. State lives in memory, guarded by one mutex.
+//
+// Known differences from Logto: only client credentials and token exchange are implemented
+// (no authorization code or refresh token grants), organization tokens use Config.TokenTTL,
+// and the Management API covers organizations, their members and member roles, users
+// (create, get, organizations, global roles) and subject tokens — nothing else.
+package fakelogto
