@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -81,7 +82,7 @@ type Fault struct {
 	Times      int           // how many requests the fault applies to; 0 means until cleared
 }
 
-// Convenience constructors for the common faults.
+// Ready-made faults to pass to SetFault; copy one and set Times to limit it.
 var (
 	Down        = Fault{Kind: FaultDown}
 	TooMany     = Fault{Kind: FaultTooMany}
@@ -211,17 +212,18 @@ func serveFault(w http.ResponseWriter, r *http.Request, f Fault) bool {
 	return true
 }
 
-// manyKeysTemplate is one syntactically valid P-384 JWK (a real point), repeated with
-// distinct kids; building 10 000 real keys would take seconds.
-var manyKeysTemplate = func() jwk {
+// manyKeysTemplate is one valid P-384 JWK (a real point), repeated with distinct kids;
+// generating 10 000 real keys would take seconds.
+var manyKeysTemplate = sync.OnceValue(func() jwk {
 	k, err := newSigningKey(ES384)
 	if err != nil {
 		panic(err)
 	}
 	return k.jwk()
-}()
+})
 
 func writeManyKeys(w http.ResponseWriter, n int) {
+	tmpl := manyKeysTemplate()
 	var b strings.Builder
 	b.WriteString(`{"keys":[`)
 	for i := range n {
@@ -229,7 +231,7 @@ func writeManyKeys(w http.ResponseWriter, n int) {
 			b.WriteByte(',')
 		}
 		fmt.Fprintf(&b, `{"kty":"EC","use":"sig","kid":"flood-%05d","alg":"ES384","crv":"P-384","x":%q,"y":%q}`,
-			i, manyKeysTemplate.X, manyKeysTemplate.Y)
+			i, tmpl.X, tmpl.Y)
 	}
 	b.WriteString(`]}`)
 	w.Write([]byte(b.String()))

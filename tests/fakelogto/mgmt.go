@@ -352,7 +352,6 @@ func (b body) compactObject(name string) json.RawMessage {
 // pagination parses Logto's page and page_size.
 type pagination struct {
 	page, size int
-	given      bool // page or page_size in the query: Logto then answers with the headers
 }
 
 func parsePagination(q url.Values) (pagination, bool) {
@@ -361,7 +360,6 @@ func parsePagination(q url.Values) (pagination, bool) {
 		if !q.Has(name) {
 			return true
 		}
-		p.given = true
 		n, err := strconv.Atoi(q.Get(name))
 		if err != nil || n < 1 || (max > 0 && n > max) {
 			return false
@@ -678,32 +676,32 @@ func (s *Server) resolveRoles(b body) ([]string, *apiError) {
 	return ids, nil
 }
 
-// memberRolesRequest parses a roles body and finds the organization and member; s.mu is held
-// on success (ok true) and released otherwise.
-func (s *Server) memberRolesRequest(w http.ResponseWriter, r *http.Request) (o *organization, uid string, ids []string, ok bool) {
+// changeMemberRoles parses a roles body, checks membership and the roles, and applies change
+// to the member's role IDs under the lock.
+func (s *Server) changeMemberRoles(w http.ResponseWriter, r *http.Request, change func(have, ids []string) []string) bool {
 	b, status, e := readBody(w, r)
 	if e != nil {
 		writeJSON(w, status, e)
-		return nil, "", nil, false
+		return false
 	}
 	if issues := b.check(roleBodyFields...); issues != nil {
 		writeJSON(w, http.StatusBadRequest, invalidInput(issues...))
-		return nil, "", nil, false
+		return false
 	}
 	s.mu.Lock()
-	o, uid = s.t.orgs[r.PathValue("id")], r.PathValue("userId")
+	defer s.mu.Unlock()
+	o, uid := s.t.orgs[r.PathValue("id")], r.PathValue("userId")
 	if o == nil || !o.isMember(uid) {
-		s.mu.Unlock()
 		writeJSON(w, http.StatusUnprocessableEntity, errRequireMember)
-		return nil, "", nil, false
+		return false
 	}
-	ids, e = s.resolveRoles(b)
+	ids, e := s.resolveRoles(b)
 	if e != nil {
-		s.mu.Unlock()
 		writeJSON(w, http.StatusUnprocessableEntity, e)
-		return nil, "", nil, false
+		return false
 	}
-	return o, uid, ids, true
+	o.memberRoles[uid] = change(o.memberRoles[uid], ids)
+	return true
 }
 
 func (s *Server) getMemberRoles(w http.ResponseWriter, r *http.Request) {
@@ -725,23 +723,16 @@ func (s *Server) getMemberRoles(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) addMemberRoles(w http.ResponseWriter, r *http.Request) {
-	o, uid, ids, ok := s.memberRolesRequest(w, r)
-	if !ok {
-		return
+	if s.changeMemberRoles(w, r, func(have, ids []string) []string { return appendNew(have, ids...) }) {
+		writeText(w, http.StatusCreated, "Created")
 	}
-	o.memberRoles[uid] = appendNew(o.memberRoles[uid], ids...)
-	s.mu.Unlock()
-	writeText(w, http.StatusCreated, "Created")
 }
 
+// replaceMemberRoles is PUT: the body's roles replace the member's whole set.
 func (s *Server) replaceMemberRoles(w http.ResponseWriter, r *http.Request) {
-	o, uid, ids, ok := s.memberRolesRequest(w, r)
-	if !ok {
-		return
+	if s.changeMemberRoles(w, r, func(_, ids []string) []string { return ids }) {
+		w.WriteHeader(http.StatusNoContent)
 	}
-	o.memberRoles[uid] = ids
-	s.mu.Unlock()
-	w.WriteHeader(http.StatusNoContent)
 }
 
 func (s *Server) removeMemberRole(w http.ResponseWriter, r *http.Request) {

@@ -301,10 +301,20 @@ func (s *Server) SubjectToken(userID string) string {
 }
 
 func (s *Server) newSubjectTokenLocked(userID string) string {
+	if len(s.t.subjects) >= maxSubjectTokens {
+		for k, st := range s.t.subjects {
+			if st.consumed || !s.now().Before(st.expiresAt) {
+				delete(s.t.subjects, k)
+			}
+		}
+	}
 	tok := "sub_" + newID(longIDLen)
 	s.t.subjects[tok] = &subjectToken{userID: userID, expiresAt: s.now().Add(s.cfg.SubjectTokenTTL)}
 	return tok
 }
+
+// maxSubjectTokens is the count above which used and expired subject tokens are forgotten.
+const maxSubjectTokens = 1024
 
 // UserTokenRequest asks for the access token a token exchange would give a user.
 type UserTokenRequest struct {
