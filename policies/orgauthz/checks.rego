@@ -53,12 +53,9 @@ _required_scopes := [scope |
 # _is_user: only an explicit false counts; an app has sub == client_id.
 _is_user if input.token.is_app == false
 
-# _targets_self: the route's {userId} is the caller.
-_targets_self if {
-	is_string(input.token.subject)
-	input.token.subject != ""
-	_params.userId == input.token.subject
-}
+# _targets_self: the route's {userId} is the caller. {userId} only matches a
+# non-empty [0-9a-z] segment, so a missing or empty subject never targets it.
+_targets_self if _params.userId == input.token.subject
 
 # _org_matches: an org token's organization must be the route's {orgId};
 # routes without {orgId} (creating an organization) need no org context.
