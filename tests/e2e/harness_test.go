@@ -1,0 +1,325 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/orgauthz/orgauthz/tests/chain"
+)
+
+// harness is one running chain with taps on both of mgmtproxy's sides:
+//
+//	door ──► front proxy ──► app tap ──► mgmtproxy ──► logto tap ──► Logto emulator
+//	              └──► sidecar ──► emulator's JWKS
+type harness struct {
+	chain  *chain.Chain
+	door   door
+	app    *tap // what reaches mgmtproxy
+	logto  *tap // what mgmtproxy sends to Logto
+	tokens *chain.Tokens
+
+	mu      sync.Mutex
+	secrets []string // tokens that must never appear in an answer
+}
+
+// door is how a request enters the chain: a front proxy, or the Envoy-faithful client.
+type door func(*http.Request) (*http.Response, error)
+
+// newHarness starts a chain on free ports with the given front proxy (chain.NoFront: the
+// caller sets h.door) and stops it when the test ends.
+func newHarness(t *testing.T, front chain.Front, frontBin string) *harness {
+	t.Helper()
+	addrs, err := chain.FreeAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{
+		app:   newTap(t, "http://"+addrs.Mgmtproxy),
+		logto: newTap(t, "http://"+addrs.Logto),
+	}
+	dir, err := os.MkdirTemp(build.dir, strings.ReplaceAll(t.Name(), "/", "_")+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(dir, "chain.log")
+	log, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		log.Close()
+		if t.Failed() {
+			t.Logf("chain log: %s", logPath)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	c, err := chain.Start(ctx, chain.Config{
+		Root:          build.root,
+		Dir:           dir,
+		Bin:           build.bin,
+		Addrs:         addrs,
+		Front:         front,
+		FrontBin:      frontBin,
+		AppUpstream:   h.app.addr(),
+		LogtoUpstream: h.logto.url(),
+		Log:           log,
+	})
+	if err != nil {
+		t.Fatalf("start chain (log %s): %v", logPath, err)
+	}
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("stop chain: %v", err)
+		}
+	})
+	h.chain = c
+	h.tokens = &chain.Tokens{Endpoint: c.LogtoURL(), Seed: c.Seed}
+	client := &http.Client{Timeout: 30 * time.Second}
+	h.door = func(r *http.Request) (*http.Response, error) {
+		u, err := url.Parse(c.FrontURL())
+		if err != nil {
+			return nil, err
+		}
+		r.URL.Scheme, r.URL.Host, r.Host = u.Scheme, u.Host, u.Host
+		return client.Do(r)
+	}
+	return h
+}
+
+// token gets a real token from the emulator and remembers it as a secret.
+func (h *harness) token(t *testing.T, req chain.TokenRequest) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tok, err := h.tokens.Get(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.mu.Lock()
+	h.secrets = append(h.secrets, tok)
+	h.mu.Unlock()
+	return tok
+}
+
+// The tokens of the demo users that the stories use.
+
+func (h *harness) aliceOrg(t *testing.T) string {
+	return h.token(t, chain.TokenRequest{UserID: h.user("alice"), OrganizationID: h.acme(),
+		Scopes: []string{"org:read", "member:read", "member:add", "member:remove", "member:role"}})
+}
+
+func (h *harness) aliceGlobal(t *testing.T) string {
+	return h.token(t, chain.TokenRequest{UserID: h.user("alice"), Resource: chain.APIResource, Scopes: []string{"org:create"}})
+}
+
+func (h *harness) bobOrg(t *testing.T) string {
+	// bob asks for member:add too; his "member" role does not grant it.
+	return h.token(t, chain.TokenRequest{UserID: h.user("bob"), OrganizationID: h.acme(),
+		Scopes: []string{"org:read", "member:read", "member:add"}})
+}
+
+func (h *harness) carolAdmin(t *testing.T) string {
+	return h.token(t, chain.TokenRequest{UserID: h.user("carol"), Resource: chain.AdminResource,
+		Scopes: []string{"admin:org:read", "admin:org:write"}})
+}
+
+func (h *harness) user(name string) string { return h.chain.Seed.Users[name] }
+func (h *harness) acme() string            { return h.chain.Seed.Organizations["acme"] }
+
+// answer is a response read in full.
+type answer struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (a answer) String() string {
+	return http.StatusText(a.status) + " " + string(a.body)
+}
+
+// decodeJSON decodes the body into v or fails the test.
+func (a answer) decodeJSON(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(a.body, v); err != nil {
+		t.Fatalf("answer %d %q is not the JSON expected: %v", a.status, a.body, err)
+	}
+}
+
+// call sends method path with an optional bearer token and JSON body through the door, and
+// checks that no token the test knows of comes back in the answer.
+func (h *harness) call(t *testing.T, method, path, token string, body any, extra ...string) answer {
+	t.Helper()
+	req := newRequest(t, method, path, token, body, extra...)
+	return h.send(t, h.door, req)
+}
+
+// direct sends a request straight to mgmtproxy, bypassing the door and the sidecar.
+func (h *harness) direct(t *testing.T, method, path string, header http.Header) answer {
+	t.Helper()
+	req := newRequest(t, method, h.chain.MgmtproxyURL()+path, "", nil)
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	client := &http.Client{Timeout: 30 * time.Second}
+	return h.send(t, client.Do, req)
+}
+
+func (h *harness) send(t *testing.T, do door, req *http.Request) answer {
+	t.Helper()
+	resp, err := do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		t.Fatalf("%s %s: read answer: %v", req.Method, req.URL.Path, err)
+	}
+	a := answer{status: resp.StatusCode, header: resp.Header, body: b}
+	h.checkNoSecrets(t, req.Method+" "+req.URL.Path, a)
+	return a
+}
+
+// checkNoSecrets fails the test when a user token or mgmtproxy's M2M token shows up in an
+// answer's headers or body, whole or as its signature.
+func (h *harness) checkNoSecrets(t *testing.T, what string, a answer) {
+	t.Helper()
+	h.mu.Lock()
+	secrets := append(h.secrets[:len(h.secrets):len(h.secrets)], h.logto.bearers()...)
+	h.mu.Unlock()
+	var all bytes.Buffer
+	a.header.Write(&all)
+	all.Write(a.body)
+	for _, s := range secrets {
+		sig := s[strings.LastIndexByte(s, '.')+1:]
+		if bytes.Contains(all.Bytes(), []byte(s)) || (len(sig) >= 16 && bytes.Contains(all.Bytes(), []byte(sig))) {
+			t.Errorf("%s: the answer carries a token (%d bytes of answer)", what, all.Len())
+		}
+	}
+}
+
+func newRequest(t *testing.T, method, target, token string, body any, extra ...string) *http.Request {
+	t.Helper()
+	var r io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r = bytes.NewReader(b)
+	}
+	if !strings.Contains(target, "://") {
+		target = "http://front.invalid" + target // the door sets the real host
+	}
+	req, err := http.NewRequest(method, target, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(extra); i += 2 {
+		req.Header.Add(extra[i], extra[i+1])
+	}
+	return req
+}
+
+// tap is a reverse proxy that records what passes through it. When holding, it records a
+// request and answers 204 itself, so a decision it carried stays unused.
+type tap struct {
+	srv  *httptest.Server
+	hold atomic.Bool
+
+	mu   sync.Mutex
+	seen []seen
+}
+
+// seen is one request as it arrived at the tap.
+type seen struct {
+	method string
+	target string // the request target exactly as received
+	header http.Header
+}
+
+func newTap(t *testing.T, target string) *tap {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := &tap{}
+	proxy := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+		r.SetURL(u) // no X-Forwarded-* added: mgmtproxy sees what the front proxy sent
+	}}
+	tp.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tp.mu.Lock()
+		tp.seen = append(tp.seen, seen{method: r.Method, target: r.RequestURI, header: r.Header.Clone()})
+		tp.mu.Unlock()
+		if tp.hold.Load() {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(tp.srv.Close)
+	return tp
+}
+
+func (tp *tap) url() string  { return tp.srv.URL }
+func (tp *tap) addr() string { return tp.srv.Listener.Addr().String() }
+
+// requests returns what the tap saw, in order.
+func (tp *tap) requests() []seen {
+	tp.mu.Lock()
+	defer tp.mu.Unlock()
+	return append([]seen(nil), tp.seen...)
+}
+
+// last returns the latest request the tap saw.
+func (tp *tap) last(t *testing.T) seen {
+	t.Helper()
+	s := tp.requests()
+	if len(s) == 0 {
+		t.Fatal("the tap saw no request")
+	}
+	return s[len(s)-1]
+}
+
+// managementCalls counts the Management API requests (paths under /api/) the tap saw.
+func (tp *tap) managementCalls() int {
+	n := 0
+	for _, s := range tp.requests() {
+		if strings.HasPrefix(s.target, "/api/") {
+			n++
+		}
+	}
+	return n
+}
+
+// bearers returns every bearer token that passed, so answers can be checked for them.
+func (tp *tap) bearers() []string {
+	var out []string
+	for _, s := range tp.requests() {
+		if tok, ok := strings.CutPrefix(s.header.Get("Authorization"), "Bearer "); ok {
+			out = append(out, tok)
+		}
+	}
+	return out
+}

@@ -1,0 +1,86 @@
+// Package e2e runs the user stories of orgauthz through the real binaries: the Logto emulator,
+// the sidecar and mgmtproxy as processes on loopback, entered through the Envoy-faithful
+// ext_authz client over gRPC, through Caddy, and through nginx and Envoy when installed.
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/orgauthz/orgauthz/tests/chain"
+)
+
+// build is what TestMain prepared for every test.
+var build struct {
+	root     string // repository root
+	dir      string // temp dir: binaries, per-test chain dirs and logs
+	bin      string // fakelogto, sidecar, mgmtproxy
+	caddy    string // Caddy binary, or "" with caddyErr saying why
+	caddyErr error
+}
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	var err error
+	if build.root, err = chain.Root(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	if build.dir, err = os.MkdirTemp("", "orgauthz-e2e-"); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	build.bin = filepath.Join(build.dir, "bin")
+	if err := chain.Build(ctx, build.root, build.bin); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	build.caddy, build.caddyErr = chain.Caddy(ctx, build.root, nil)
+
+	code := m.Run()
+	if code != 0 {
+		fmt.Fprintf(os.Stderr, "e2e: logs and configs kept in %s\n", build.dir)
+	} else {
+		os.RemoveAll(build.dir)
+	}
+	return code
+}
+
+// needCaddy returns the Caddy binary. Without one the test fails in CI (CI=true) and is
+// skipped elsewhere.
+func needCaddy(t *testing.T) string {
+	t.Helper()
+	if build.caddy != "" {
+		return build.caddy
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("caddy is required in CI: %v", build.caddyErr)
+	}
+	t.Skipf("skipping: no caddy (%v); run `make caddy` or set ORGAUTHZ_CADDY", build.caddyErr)
+	return ""
+}
+
+// needOnPath returns the path of an optional front proxy, skipping the test when it is not
+// installed.
+func needOnPath(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if errors.Is(err, exec.ErrNotFound) {
+		t.Skipf("skipping: %s is not on PATH (install it to run the stories through %s too)", name, name)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
