@@ -1,0 +1,254 @@
+package mgmtproxy
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/orgauthz/orgauthz/sidecar/decision"
+)
+
+// Config is everything mgmtproxy needs. Load it with internal/confload: every field with a flag tag is
+// also an ORGAUTHZ_* environment variable and a key of the YAML config file. Start from DefaultConfig.
+type Config struct {
+	// ListenAddr is where mgmtproxy serves: host:port, or unix:/path/to.sock for a Unix socket.
+	// Default 127.0.0.1:8081. Only Envoy (or the front proxy) should reach it: anything that can
+	// reach it with a valid decision acts with the M2M app's power.
+	ListenAddr string `flag:"listen-addr" usage:"listen address: host:port or unix:/path/to.sock"`
+
+	// LogtoEndpoint is Logto's base URL, e.g. http://127.0.0.1:3001 or https://<tenant>.logto.app.
+	// The token endpoint is <endpoint>/oidc/token and the Management API <endpoint>/api. Required.
+	LogtoEndpoint string `flag:"logto-endpoint" usage:"Logto base URL, e.g. http://127.0.0.1:3001"`
+
+	// M2MAppID is the ID of the machine-to-machine app that holds the Management API role. Required.
+	M2MAppID string `flag:"m2m-app-id" usage:"ID of the Logto machine-to-machine app"`
+
+	// M2MAppSecretFile is a file holding the M2M app's secret (surrounding whitespace is ignored).
+	// Exactly one of M2MAppSecretFile and M2MAppSecret must be set.
+	M2MAppSecretFile string `flag:"m2m-app-secret-file" usage:"file holding the M2M app secret"`
+
+	// M2MAppSecret is the M2M app's secret, from the environment or the config file only: a flag value
+	// would show in the process list. It never appears in logs, errors or responses.
+	M2MAppSecret string `flag:"-" env:"ORGAUTHZ_M2M_APP_SECRET" usage:"the M2M app secret (instead of --m2m-app-secret-file)"`
+
+	// ManagementResource is the Management API resource indicator. Default: derived from
+	// LogtoEndpoint, https://<tenant>.logto.app/api for a *.logto.app endpoint and Logto OSS's
+	// https://default.logto.app/api otherwise.
+	ManagementResource string `flag:"management-resource" usage:"Management API resource indicator (default derived from --logto-endpoint)"`
+
+	// CreatorRoles are the organization roles, by name, given to a user who creates an organization.
+	// Default admin.
+	CreatorRoles []string `flag:"creator-role" usage:"organization role given to the creator of an organization (repeatable)"`
+
+	// DecisionPublicKeys are PKIX Ed25519 PEM files; a decision signed by any of them is accepted
+	// (list the old and the new key while rotating). At least one is required.
+	DecisionPublicKeys []string `flag:"decision-public-key" usage:"PEM file of a public key the sidecar signs decisions with (repeatable)"`
+
+	// BulkRate paces the bulk endpoints' calls to Logto, as "<requests>/<duration>". Default 150/10s,
+	// under Logto Cloud's limit of about 200 requests per 10 s per tenant.
+	BulkRate string `flag:"bulk-rate" usage:"pace of bulk calls to Logto, requests/duration"`
+
+	// BulkConcurrency bounds the Logto calls one bulk request makes at once. Default 4, at most 32.
+	BulkConcurrency int `flag:"bulk-concurrency" usage:"Logto calls in flight per bulk request"`
+
+	// UpstreamTimeout bounds each call to Logto, token fetches included; a call that takes longer is
+	// answered 504. Default 15s.
+	UpstreamTimeout time.Duration `flag:"upstream-timeout" usage:"time limit of each call to Logto"`
+
+	// LogLevel is debug, info, warn or error. Default info.
+	LogLevel string `flag:"log-level" usage:"debug, info, warn or error"`
+
+	// MemberFields are the user fields kept in member listings (GET /api/organizations/{orgId}/users);
+	// Logto's other fields (identities, customData, phone, …) are dropped. Default id, username, name,
+	// avatar, primaryEmail, organizationRoles.
+	MemberFields []string `flag:"member-fields" usage:"user fields kept in member listings (repeatable or comma-separated)"`
+}
+
+// DefaultConfig returns a Config with every default set; the required fields are empty.
+func DefaultConfig() Config {
+	return Config{
+		ListenAddr:      "127.0.0.1:8081",
+		CreatorRoles:    []string{"admin"},
+		BulkRate:        "150/10s",
+		BulkConcurrency: 4,
+		UpstreamTimeout: 15 * time.Second,
+		LogLevel:        "info",
+		MemberFields:    []string{"id", "username", "name", "avatar", "primaryEmail", "organizationRoles"},
+	}
+}
+
+// maxSecretBytes bounds the secret file.
+const maxSecretBytes = 4 << 10
+
+var fieldName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,63}$`)
+
+// Validate reports every problem with c at once. It reads the secret and key files to check them.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf("mgmtproxy: "+format, a...)) }
+
+	if path, ok := strings.CutPrefix(c.ListenAddr, "unix:"); ok {
+		if path == "" {
+			add("--listen-addr unix: needs a socket path")
+		}
+	} else if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
+		add("--listen-addr %q: want host:port or unix:/path", c.ListenAddr)
+	}
+	if _, err := c.logtoBase(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.M2MAppID == "" {
+		add("--m2m-app-id is required")
+	}
+	if _, err := c.secret(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.ManagementResource != "" {
+		if u, err := url.Parse(c.ManagementResource); err != nil || !u.IsAbs() || u.Host == "" {
+			add("--management-resource %q is not an absolute URL", c.ManagementResource)
+		}
+	}
+	if len(c.CreatorRoles) == 0 {
+		add("--creator-role: at least one role is required")
+	}
+	for _, r := range c.CreatorRoles {
+		if strings.TrimSpace(r) == "" || len(r) > 128 {
+			add("--creator-role %q is not a role name", r)
+		}
+	}
+	if len(c.DecisionPublicKeys) == 0 {
+		add("--decision-public-key is required")
+	} else if _, err := decision.LoadVerifier(c.DecisionPublicKeys...); err != nil {
+		add("--decision-public-key: %w", err)
+	}
+	if _, _, err := parseRate(c.BulkRate); err != nil {
+		errs = append(errs, err)
+	}
+	if c.BulkConcurrency < 1 || c.BulkConcurrency > 32 {
+		add("--bulk-concurrency %d: want 1 to 32", c.BulkConcurrency)
+	}
+	if c.UpstreamTimeout <= 0 {
+		add("--upstream-timeout %v: want a positive duration", c.UpstreamTimeout)
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	if len(c.memberFields()) == 0 {
+		add("--member-fields: at least one field is required")
+	}
+	for _, f := range c.memberFields() {
+		if !fieldName.MatchString(f) {
+			add("--member-fields %q is not a field name", f)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// logtoBase parses LogtoEndpoint.
+func (c *Config) logtoBase() (*url.URL, error) {
+	u, err := url.Parse(strings.TrimSuffix(c.LogtoEndpoint, "/"))
+	if c.LogtoEndpoint == "" {
+		return nil, errors.New("mgmtproxy: --logto-endpoint is required")
+	}
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+		u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
+		return nil, fmt.Errorf("mgmtproxy: --logto-endpoint %q: want an http(s) URL without credentials, query or fragment", c.LogtoEndpoint)
+	}
+	return u, nil
+}
+
+// managementResource returns ManagementResource or the one derived from LogtoEndpoint.
+func (c *Config) managementResource() string {
+	if c.ManagementResource != "" {
+		return c.ManagementResource
+	}
+	if u, err := c.logtoBase(); err == nil {
+		if tenant, ok := strings.CutSuffix(u.Hostname(), ".logto.app"); ok && tenant != "" && !strings.Contains(tenant, ".") {
+			return "https://" + tenant + ".logto.app/api"
+		}
+	}
+	return "https://default.logto.app/api"
+}
+
+// secret returns the M2M app secret from the file or the environment. Its errors never hold the secret.
+func (c *Config) secret() (string, error) {
+	switch {
+	case c.M2MAppSecretFile != "" && c.M2MAppSecret != "":
+		return "", errors.New("mgmtproxy: set --m2m-app-secret-file or ORGAUTHZ_M2M_APP_SECRET, not both")
+	case c.M2MAppSecret != "":
+		return c.M2MAppSecret, nil
+	case c.M2MAppSecretFile == "":
+		return "", errors.New("mgmtproxy: --m2m-app-secret-file or ORGAUTHZ_M2M_APP_SECRET is required")
+	}
+	f, err := os.Open(c.M2MAppSecretFile)
+	if err != nil {
+		return "", fmt.Errorf("mgmtproxy: m2m app secret file: %w", err)
+	}
+	defer f.Close()
+	raw, err := io.ReadAll(io.LimitReader(f, maxSecretBytes+1))
+	if err != nil {
+		return "", fmt.Errorf("mgmtproxy: m2m app secret file: %w", err)
+	}
+	if len(raw) > maxSecretBytes {
+		return "", fmt.Errorf("mgmtproxy: m2m app secret file %s is larger than %d bytes", c.M2MAppSecretFile, maxSecretBytes)
+	}
+	s := strings.TrimSpace(string(raw))
+	if s == "" {
+		return "", fmt.Errorf("mgmtproxy: m2m app secret file %s is empty", c.M2MAppSecretFile)
+	}
+	return s, nil
+}
+
+// parseRate parses "<requests>/<duration>", e.g. "150/10s", into a limiter rate and the request count.
+func parseRate(s string) (rate.Limit, int, error) {
+	n, per, ok := strings.Cut(s, "/")
+	count, err1 := strconv.Atoi(n)
+	d, err2 := time.ParseDuration(per)
+	if !ok || err1 != nil || err2 != nil || count < 1 || d <= 0 {
+		return 0, 0, fmt.Errorf("mgmtproxy: --bulk-rate %q: want <requests>/<duration>, e.g. 150/10s", s)
+	}
+	return rate.Limit(float64(count) / d.Seconds()), count, nil
+}
+
+// parseLevel parses a LogLevel.
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil || strings.ContainsAny(s, "+-") {
+		return 0, fmt.Errorf("mgmtproxy: --log-level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// memberFields returns MemberFields with comma-separated entries split, so "--member-fields id,name"
+// works like the environment variable.
+func (c *Config) memberFields() []string {
+	var out []string
+	for _, f := range c.MemberFields {
+		for part := range strings.SplitSeq(f, ",") {
+			if part = strings.TrimSpace(part); part != "" {
+				out = append(out, part)
+			}
+		}
+	}
+	return out
+}
+
+// LogLevelValue returns the slog level of LogLevel (info when it is invalid), for the main to build
+// its logger before New.
+func (c *Config) LogLevelValue() slog.Level {
+	l, err := parseLevel(c.LogLevel)
+	if err != nil {
+		return slog.LevelInfo
+	}
+	return l
+}

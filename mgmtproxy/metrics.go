@@ -1,0 +1,62 @@
+package mgmtproxy
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics live in the Proxy's own registry, so several Proxies (tests) never collide.
+type metrics struct {
+	reg          *prometheus.Registry
+	requests     *prometheus.CounterVec   // route, code
+	duration     *prometheus.HistogramVec // route
+	upstream     *prometheus.CounterVec   // code ("error" when no answer)
+	tokenFetches *prometheus.CounterVec   // result
+	rejections   *prometheus.CounterVec   // reason
+	undoFailures prometheus.Counter
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orgauthz_mgmtproxy_requests_total",
+			Help: "Requests answered, by operation route and status code.",
+		}, []string{"route", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "orgauthz_mgmtproxy_request_duration_seconds",
+			Help:    "Time to answer a request, by operation route.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
+		}, []string{"route"}),
+		upstream: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orgauthz_mgmtproxy_upstream_responses_total",
+			Help: "Management API calls, by Logto's status code (\"error\" when Logto did not answer).",
+		}, []string{"code"}),
+		tokenFetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orgauthz_mgmtproxy_token_fetches_total",
+			Help: "M2M token requests to Logto's token endpoint, by result.",
+		}, []string{"result"}),
+		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orgauthz_mgmtproxy_rejections_total",
+			Help: "Requests refused before any call to Logto, by reason (decision_* reasons come from the signed decision).",
+		}, []string{"reason"}),
+		undoFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "orgauthz_mgmtproxy_create_org_undo_failures_total",
+			Help: "Organizations left behind because setting them up failed and deleting them failed too (the log names them).",
+		}),
+	}
+	m.reg.MustRegister(m.requests, m.duration, m.upstream, m.tokenFetches, m.rejections, m.undoFailures,
+		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) upstreamStatus(code int) { m.upstream.WithLabelValues(strconv.Itoa(code)).Inc() }
+
+func (m *metrics) tokenFetched(ok bool) {
+	if ok {
+		m.tokenFetches.WithLabelValues("ok").Inc()
+	} else {
+		m.tokenFetches.WithLabelValues("error").Inc()
+	}
+}

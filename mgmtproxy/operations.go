@@ -1,0 +1,146 @@
+package mgmtproxy
+
+import (
+	"net/http"
+	"strings"
+)
+
+// action says what mgmtproxy does with an operation beyond checking the decision.
+type action int
+
+const (
+	forward     action = iota // pass to Logto as is
+	createOrg                 // POST /api/organizations: create, and for a user add them with the creator roles
+	listMembers               // forward, then reduce the user objects
+	bulkCreate                // mgmtproxy's own: create many organizations
+	bulkDelete                // mgmtproxy's own: delete many organizations
+)
+
+// operation is one entry of the fixed list of things mgmtproxy will do with its M2M power.
+type operation struct {
+	route    string   // METHOD, space, path template, as DESIGN's route table writes it
+	method   string   // from route
+	segments []string // path template segments; "{…}" matches an ID
+	query    []string // query parameters Logto documents for the operation; all others are dropped
+	action   action
+}
+
+// listQuery are the query parameters of Logto's paginated list endpoints.
+var listQuery = []string{"page", "page_size", "q"}
+
+// operations is DESIGN's route table. The policy decides who may use each; mgmtproxy only does these.
+var operations = newOperations([]operation{
+	{route: "POST /api/organizations", action: createOrg},
+	{route: "GET /api/organizations", query: listQuery},
+	{route: "GET /api/organizations/{orgId}"},
+	{route: "PATCH /api/organizations/{orgId}"},
+	{route: "DELETE /api/organizations/{orgId}"},
+	{route: "GET /api/organizations/{orgId}/users", query: listQuery, action: listMembers},
+	{route: "POST /api/organizations/{orgId}/users"},
+	{route: "DELETE /api/organizations/{orgId}/users/{userId}"},
+	{route: "GET /api/organizations/{orgId}/users/{userId}/roles"},
+	{route: "POST /api/organizations/{orgId}/users/{userId}/roles"},
+	{route: "PUT /api/organizations/{orgId}/users/{userId}/roles"},
+	{route: "DELETE /api/organizations/{orgId}/users/{userId}/roles/{roleId}"},
+	{route: "GET /api/users/{userId}/organizations"},
+	{route: "POST /bulk/organizations", action: bulkCreate},
+	{route: "POST /bulk/organizations/delete", action: bulkDelete},
+})
+
+func newOperations(ops []operation) []operation {
+	for i := range ops {
+		op := &ops[i]
+		method, path, _ := strings.Cut(op.route, " ")
+		op.method, op.segments = method, strings.Split(strings.TrimPrefix(path, "/"), "/")
+	}
+	return ops
+}
+
+// match returns the operation for method and the segments of a canonical path, and the values of its
+// ID placeholders by name.
+func match(method string, segments []string) (*operation, map[string]string) {
+	for i := range operations {
+		op := &operations[i]
+		if op.method != method || len(op.segments) != len(segments) {
+			continue
+		}
+		var ids map[string]string
+		ok := true
+		for j, t := range op.segments {
+			if strings.HasPrefix(t, "{") {
+				if !isID(segments[j]) {
+					ok = false
+					break
+				}
+				if ids == nil {
+					ids = map[string]string{}
+				}
+				ids[strings.Trim(t, "{}")] = segments[j]
+			} else if t != segments[j] {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return op, ids
+		}
+	}
+	return nil, nil
+}
+
+// isID reports whether s may be an organization, user or role ID: [0-9a-z]{1,32}, as DESIGN says.
+func isID(s string) bool {
+	if len(s) == 0 || len(s) > 32 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'z') {
+			return false
+		}
+	}
+	return true
+}
+
+// maxPathBytes bounds a canonical path.
+const maxPathBytes = 2048
+
+// canonicalPath returns the segments of the request target's path when it is canonical as DESIGN's
+// request flow step 2 defines it: single "/" separators, non-empty segments of [A-Za-z0-9._~-] only,
+// no "." or "..", no trailing "/", at most 2048 bytes. It reads the raw request target, not Go's
+// decoded URL.Path, so "%2F" and friends are refused rather than decoded.
+func canonicalPath(r *http.Request) (string, []string, bool) {
+	target := r.RequestURI
+	if target == "" { // a request built in process (tests, ServeHTTP called directly)
+		target = r.URL.RequestURI()
+	}
+	path, _, _ := strings.Cut(target, "?")
+	if len(path) < 2 || len(path) > maxPathBytes || path[0] != '/' {
+		return "", nil, false
+	}
+	segs := strings.Split(path[1:], "/")
+	for _, s := range segs {
+		if s == "" || s == "." || s == ".." {
+			return "", nil, false
+		}
+		for i := 0; i < len(s); i++ {
+			c := s[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '~' || c == '-') {
+				return "", nil, false
+			}
+		}
+	}
+	return path, segs, true
+}
+
+// isMethodToken reports whether m is an upper-case method token.
+func isMethodToken(m string) bool {
+	if m == "" || len(m) > 16 {
+		return false
+	}
+	for i := 0; i < len(m); i++ {
+		if m[i] < 'A' || m[i] > 'Z' {
+			return false
+		}
+	}
+	return true
+}
