@@ -70,6 +70,9 @@ const (
 	FaultNoExpiry
 	// FaultZeroExpiry serves token responses with "expires_in": 0.
 	FaultZeroExpiry
+	// FaultUnauthorized answers 401 auth.unauthorized as the Management API does for a token
+	// it no longer accepts.
+	FaultUnauthorized
 )
 
 // Fault is injected into every request of a target until it is cleared, or for the next
@@ -80,6 +83,10 @@ type Fault struct {
 	Delay      time.Duration // FaultSlow: how long to stall, default 10 s
 	RetryAfter time.Duration // FaultTooMany: Retry-After, default 1 s (whole seconds)
 	Times      int           // how many requests the fault applies to; 0 means until cleared
+	// Match, when set, limits the fault (and the Times count) to the requests it accepts,
+	// e.g. only POST …/users to fail the second step of a flow. It runs under the server's
+	// lock: it must not call the Server.
+	Match func(*http.Request) bool
 }
 
 // Ready-made faults to pass to SetFault; copy one and set Times to limit it.
@@ -124,12 +131,15 @@ func (s *Server) ResetCalls() {
 }
 
 // enter counts a request for target and returns the fault to apply, if any.
-func (s *Server) enter(target Target) Fault {
+func (s *Server) enter(target Target, r *http.Request) Fault {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls[target]++
+	if rl := s.limits[target]; rl != nil && !rl.allow(s.now()) {
+		return Fault{Kind: FaultTooMany, RetryAfter: rl.retryAfter(s.now())}
+	}
 	f := s.faults[target]
-	if f == nil {
+	if f == nil || (f.Match != nil && !f.Match(r)) {
 		return Fault{}
 	}
 	out := *f
@@ -178,6 +188,12 @@ func serveFault(w http.ResponseWriter, r *http.Request, f Fault) bool {
 		writeJSON(w, status, apiError{Code: "unknown", Message: "Internal server error."})
 	case FaultReset:
 		resetConn(w)
+	case FaultUnauthorized:
+		writeJSON(w, http.StatusUnauthorized, apiError{
+			Code:    "auth.unauthorized",
+			Data:    map[string]string{"code": "ERR_JWT_EXPIRED", "name": "JWTExpired"},
+			Message: "Unauthorized. Please check credentials and its scope.",
+		})
 	case FaultHTML:
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.WriteHeader(http.StatusOK)
@@ -251,4 +267,40 @@ func resetConn(w http.ResponseWriter) {
 		tc.SetLinger(0)
 	}
 	conn.Close()
+}
+
+// rateLimit is a fixed window of n requests per period, like Logto Cloud's per-tenant limit.
+type rateLimit struct {
+	n      int
+	per    time.Duration
+	start  time.Time
+	served int
+}
+
+func (rl *rateLimit) allow(now time.Time) bool {
+	if now.Sub(rl.start) >= rl.per {
+		rl.start, rl.served = now, 0
+	}
+	if rl.served >= rl.n {
+		return false
+	}
+	rl.served++
+	return true
+}
+
+func (rl *rateLimit) retryAfter(now time.Time) time.Duration {
+	return rl.start.Add(rl.per).Sub(now)
+}
+
+// SetRateLimit answers 429 with Retry-After to requests of target beyond n per period (a
+// fixed window, as Logto Cloud's 200 requests per 10 s). n <= 0 removes the limit. Refused
+// requests are counted by Calls.
+func (s *Server) SetRateLimit(target Target, n int, per time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n <= 0 || per <= 0 {
+		delete(s.limits, target)
+		return
+	}
+	s.limits[target] = &rateLimit{n: n, per: per, start: s.now()}
 }

@@ -206,3 +206,82 @@ func TestFaultTimes(t *testing.T) {
 		t.Errorf("Calls after ResetCalls = %d, want 0", got)
 	}
 }
+
+// TestFaultMatch: a fault limited by Match hits only the matching requests, and Times counts
+// only those.
+func TestFaultMatch(t *testing.T) {
+	srv, demo := newDemo(t, Config{})
+	m2m := mgmtToken(t, srv, demo.M2MApp.ID, demo.M2MApp.Secret)
+	srv.SetFault(TargetManagement, Fault{
+		Kind:  FaultServerError,
+		Times: 1,
+		Match: func(r *http.Request) bool {
+			return r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/users")
+		},
+	})
+	steps := []struct {
+		method, path, body string
+		want               int
+	}{
+		{"POST", "/api/organizations", `{"name":"n"}`, 201},
+		{"POST", "/api/organizations/" + DemoAcmeID + "/users", `{"userIds":["` + DemoCarolID + `"]}`, 500},
+		{"GET", "/api/organizations/" + DemoAcmeID, "", 200},
+		{"POST", "/api/organizations/" + DemoAcmeID + "/users", `{"userIds":["` + DemoCarolID + `"]}`, 201},
+	}
+	for i, st := range steps {
+		if resp, body := api(t, srv, st.method, st.path, m2m, st.body); resp.StatusCode != st.want {
+			t.Errorf("step %d %s %s: status %d, want %d (%v)", i+1, st.method, st.path, resp.StatusCode, st.want, body)
+		}
+	}
+}
+
+// TestFaultUnauthorized: the Management API refuses a token it issued, as Logto does for a
+// revoked or expired one.
+func TestFaultUnauthorized(t *testing.T) {
+	srv, demo := newDemo(t, Config{})
+	m2m := mgmtToken(t, srv, demo.M2MApp.ID, demo.M2MApp.Secret)
+	srv.SetFault(TargetManagement, Fault{Kind: FaultUnauthorized, Times: 1})
+	for i, want := range []int{401, 200} {
+		resp, body := api(t, srv, "GET", "/api/organizations/"+DemoAcmeID, m2m, "")
+		if resp.StatusCode != want {
+			t.Errorf("request %d: status %d, want %d", i+1, resp.StatusCode, want)
+		}
+		if want == 401 && body["code"] != "auth.unauthorized" {
+			t.Errorf("code = %v, want auth.unauthorized", body["code"])
+		}
+	}
+}
+
+// TestRateLimit: beyond n requests per window the target answers 429 with the time left in
+// the window, and serves again in the next window.
+func TestRateLimit(t *testing.T) {
+	now := time.Unix(1795505128, 0)
+	srv, demo := newDemo(t, Config{Now: func() time.Time { return now }})
+	srv.SetRateLimit(TargetToken, 2, 10*time.Second)
+	now = now.Add(4 * time.Second)
+	for i, want := range []int{200, 200, 429} {
+		resp, _, err := request(t, srv, TargetToken, demo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != want {
+			t.Errorf("request %d: status %d, want %d", i+1, resp.StatusCode, want)
+		}
+		if want == 429 && resp.Header.Get("Retry-After") != "6" {
+			t.Errorf("Retry-After = %q, want 6", resp.Header.Get("Retry-After"))
+		}
+	}
+	now = now.Add(6 * time.Second)
+	if resp, _, err := request(t, srv, TargetToken, demo); err != nil || resp.StatusCode != 200 {
+		t.Errorf("next window: %v %v, want 200", resp.StatusCode, err)
+	}
+	if got := srv.Calls(TargetToken); got != 4 {
+		t.Errorf("Calls = %d, want 4 (refused requests count)", got)
+	}
+	srv.SetRateLimit(TargetToken, 0, 0)
+	for range 3 {
+		if resp, _, err := request(t, srv, TargetToken, demo); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("after removing the limit: %v %v, want 200", resp.StatusCode, err)
+		}
+	}
+}

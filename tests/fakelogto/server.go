@@ -65,6 +65,7 @@ type Server struct {
 	keys   keySet
 	t      *tenant
 	faults map[Target]*Fault
+	limits map[Target]*rateLimit
 	calls  map[Target]int
 	served chan error
 }
@@ -88,6 +89,7 @@ func New(cfg Config) (*Server, error) {
 		keys:     keySet{keys: []*signingKey{key}},
 		t:        newTenant(),
 		faults:   map[Target]*Fault{},
+		limits:   map[Target]*rateLimit{},
 		calls:    map[Target]int{},
 	}
 	if s.baseURL == "" {
@@ -162,7 +164,7 @@ func (s *Server) routes() http.Handler {
 // target counts the request for t and applies t's fault before h runs.
 func (s *Server) target(t Target, h func(http.ResponseWriter, *http.Request, Fault)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		f := s.enter(t)
+		f := s.enter(t, r)
 		if serveFault(w, r, f) {
 			return
 		}
