@@ -1,0 +1,305 @@
+package token
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	jose "github.com/go-jose/go-jose/v4"
+	"golang.org/x/sync/singleflight"
+)
+
+// verifyKey is one usable public key from an issuer's key set.
+type verifyKey struct {
+	kid string
+	pub crypto.PublicKey
+	alg string // the key's own alg; "" means any accepted algorithm of its type
+}
+
+// allows reports whether a signature with alg may be checked with k: alg must fit the key's type
+// and curve (no RS256 header on an EC key) and the key's own alg when it names one.
+func (k *verifyKey) allows(alg string) bool {
+	return (k.alg == "" || k.alg == alg) && algFits(alg, k.pub)
+}
+
+func algFits(alg string, pub crypto.PublicKey) bool {
+	switch pub := pub.(type) {
+	case *ecdsa.PublicKey:
+		switch pub.Curve {
+		case elliptic.P256():
+			return alg == "ES256"
+		case elliptic.P384():
+			return alg == "ES384"
+		case elliptic.P521():
+			return alg == "ES512"
+		}
+	case *rsa.PublicKey:
+		return strings.HasPrefix(alg, "RS") || strings.HasPrefix(alg, "PS")
+	}
+	return false
+}
+
+// minRSABits refuses RSA keys too short to trust.
+const minRSABits = 2048
+
+// keySet is one issuer's signing keys, an oidc.KeySet that closes go-oidc's RemoteKeySet gaps: the
+// fetch is bounded in time and size, an unknown kid refetches at most once per RefreshMinGap (with
+// concurrent callers sharing one fetch), a timer refetches, and a failed or empty fetch keeps the
+// last good keys. It never looks at jku, x5u, jwk or x5c: keys come only from the configured URL.
+type keySet struct {
+	url     string
+	cfg     *Config
+	stats   *counters
+	baseCtx context.Context // the Verifier's lifetime; fetches never use a caller's context
+
+	keys   atomic.Pointer[map[string]*verifyKey] // nil until the first good fetch
+	loaded chan struct{}                         // closed at the first good fetch
+
+	storeMu     sync.Mutex // orders stores, so that unchanged keys keep their identity
+	flight      singleflight.Group
+	gapMu       sync.Mutex
+	lastUnknown time.Time // when an unknown kid last caused a fetch (monotonic clock)
+}
+
+var _ oidc.KeySet = (*keySet)(nil)
+
+func newKeySet(ctx context.Context, url string, cfg *Config, stats *counters) *keySet {
+	return &keySet{url: url, cfg: cfg, stats: stats, baseCtx: ctx, loaded: make(chan struct{})}
+}
+
+// ready reports whether keys were ever loaded.
+func (ks *keySet) ready() bool { return ks.keys.Load() != nil }
+
+// current returns the key with kid in the current set, or nil.
+func (ks *keySet) current(kid string) *verifyKey {
+	if m := ks.keys.Load(); m != nil {
+		return (*m)[kid]
+	}
+	return nil
+}
+
+// key returns the key with kid, refetching the set once (rate-limited) when kid is unknown. It
+// returns ErrNotReady when no set was ever loaded and an *Error with unknown_key otherwise.
+func (ks *keySet) key(ctx context.Context, kid string) (*verifyKey, error) {
+	if k := ks.current(kid); k != nil {
+		return k, nil
+	}
+	if err := ks.refreshUnknown(ctx); err != nil {
+		return nil, err
+	}
+	if !ks.ready() {
+		return nil, ErrNotReady
+	}
+	if k := ks.current(kid); k != nil {
+		return k, nil
+	}
+	return nil, fail(ReasonUnknownKey, "no key with this kid")
+}
+
+// refreshUnknown refetches the set for an unknown kid unless one such refetch happened within
+// RefreshMinGap. Callers arriving while a fetch runs wait for it instead of starting another.
+func (ks *keySet) refreshUnknown(ctx context.Context) error {
+	ch := ks.flight.DoChan("unknown-kid", func() (any, error) {
+		ks.gapMu.Lock()
+		if !ks.lastUnknown.IsZero() && time.Since(ks.lastUnknown) < ks.cfg.RefreshMinGap {
+			ks.gapMu.Unlock()
+			return nil, nil
+		}
+		ks.lastUnknown = time.Now()
+		ks.gapMu.Unlock()
+		ks.stats.unknownKIDRefreshes.Add(1)
+		return nil, ks.refresh() // a failure keeps the old keys; the caller sees unknown_key
+	})
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("token: waiting for jwks: %w", ctx.Err())
+	}
+}
+
+// run loads the set now, retries with backoff until the first success, then refreshes every
+// RefreshInterval until ctx ends.
+func (ks *keySet) run(ctx context.Context) {
+	backoff := min(time.Second, ks.cfg.RefreshInterval)
+	for {
+		wait := ks.cfg.RefreshInterval
+		if ks.refresh() != nil && !ks.ready() {
+			wait, backoff = backoff, min(2*backoff, ks.cfg.RefreshInterval)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// refresh fetches the set and installs it when it holds at least one usable key.
+func (ks *keySet) refresh() error {
+	ks.stats.jwksFetches.Add(1)
+	keys, err := ks.fetch()
+	if err != nil {
+		ks.stats.jwksFetchErrors.Add(1)
+		return err
+	}
+	ks.store(keys)
+	return nil
+}
+
+func (ks *keySet) fetch() ([]*verifyKey, error) {
+	ctx, cancel := context.WithTimeout(ks.baseCtx, ks.cfg.FetchTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ks.url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("token: jwks request: %w", err)
+	}
+	req.Header.Set("Accept", "application/jwk-set+json, application/json")
+	resp, err := ks.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("token: fetch jwks: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("token: fetch jwks: status %d", resp.StatusCode)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, ks.cfg.MaxJWKSBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("token: read jwks: %w", err)
+	}
+	if int64(len(body)) > ks.cfg.MaxJWKSBytes {
+		return nil, fmt.Errorf("token: jwks over %d bytes", ks.cfg.MaxJWKSBytes)
+	}
+	return parseKeySet(body, ks.cfg.Algorithms, ks.cfg.MaxKeys)
+}
+
+// parseKeySet returns the usable keys of a JWKS document. Malformed or unusable keys are skipped
+// rather than failing the set; a set with no usable key, or more than maxKeys keys, is an error.
+func parseKeySet(body []byte, algs []string, maxKeys int) ([]*verifyKey, error) {
+	var set struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	if err := json.Unmarshal(body, &set); err != nil {
+		return nil, errors.New("token: jwks is not a JSON key set")
+	}
+	if len(set.Keys) > maxKeys {
+		return nil, fmt.Errorf("token: jwks has %d keys, over %d", len(set.Keys), maxKeys)
+	}
+	var keys []*verifyKey
+	seen := make(map[string]bool, len(set.Keys))
+	for _, raw := range set.Keys {
+		k := usableKey(raw, algs)
+		if k == nil || seen[k.kid] {
+			continue // a repeated kid is ambiguous: the first one wins
+		}
+		seen[k.kid] = true
+		keys = append(keys, k)
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("token: jwks has no usable signing key")
+	}
+	return keys, nil
+}
+
+func usableKey(raw json.RawMessage, algs []string) *verifyKey {
+	var jwk jose.JSONWebKey
+	if err := jwk.UnmarshalJSON(raw); err != nil {
+		return nil
+	}
+	if jwk.Use != "" && jwk.Use != "sig" {
+		return nil
+	}
+	if jwk.KeyID == "" || len(jwk.KeyID) > maxKeyIDBytes || !printableASCII(jwk.KeyID) {
+		return nil
+	}
+	pub := jwk.Public().Key // a private key published by mistake is used for its public half only
+	if r, ok := pub.(*rsa.PublicKey); ok && r.N.BitLen() < minRSABits {
+		return nil
+	}
+	k := &verifyKey{kid: jwk.KeyID, pub: pub, alg: jwk.Algorithm}
+	if k.alg != "" {
+		if !containsString(algs, k.alg) || !algFits(k.alg, pub) {
+			return nil
+		}
+		return k
+	}
+	for _, alg := range algs {
+		if algFits(alg, pub) {
+			return k
+		}
+	}
+	return nil
+}
+
+// store installs keys as the current set. A key unchanged since the last set keeps its identity,
+// which is how cached verifications stay valid across refreshes yet die with their key.
+func (ks *keySet) store(keys []*verifyKey) {
+	ks.storeMu.Lock()
+	defer ks.storeMu.Unlock()
+	m := make(map[string]*verifyKey, len(keys))
+	for _, k := range keys {
+		if old := ks.current(k.kid); old != nil && old.alg == k.alg && sameKey(old.pub, k.pub) {
+			k = old
+		}
+		m[k.kid] = k
+	}
+	if ks.keys.Swap(&m) == nil {
+		close(ks.loaded)
+	}
+}
+
+func sameKey(a, b crypto.PublicKey) bool {
+	e, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && e.Equal(b)
+}
+
+// sigOutcome records, for one Verify call, the key that checked the signature in VerifySignature.
+type sigOutcome struct{ key *verifyKey }
+
+type outcomeKey struct{}
+
+// VerifySignature implements oidc.KeySet: it checks the compact JWS with the key its kid names,
+// provided the header's alg fits that key.
+func (ks *keySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error) {
+	algs := make([]jose.SignatureAlgorithm, len(ks.cfg.Algorithms))
+	for i, a := range ks.cfg.Algorithms {
+		algs[i] = jose.SignatureAlgorithm(a)
+	}
+	jws, err := jose.ParseSignedCompact(jwt, algs)
+	if err != nil {
+		return nil, fmt.Errorf("token: parse jws: %w", err)
+	}
+	if len(jws.Signatures) != 1 {
+		return nil, errors.New("token: jws must have exactly one signature")
+	}
+	h := jws.Signatures[0].Protected
+	k, err := ks.key(ctx, h.KeyID)
+	if err != nil {
+		return nil, err
+	}
+	if !k.allows(h.Algorithm) {
+		return nil, errors.New("token: alg does not fit the key")
+	}
+	payload, err := jws.Verify(k.pub)
+	if err != nil {
+		return nil, fmt.Errorf("token: %w", err)
+	}
+	if out, ok := ctx.Value(outcomeKey{}).(*sigOutcome); ok {
+		out.key = k
+	}
+	return payload, nil
+}

@@ -1,0 +1,304 @@
+package token
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	lru "github.com/hashicorp/golang-lru/v2"
+)
+
+// Verifier verifies Logto access tokens; it is safe for concurrent use.
+type Verifier struct {
+	cfg     Config
+	issuers map[string]*issuer
+	cache   *lru.Cache[[sha256.Size]byte, *entry] // nil when disabled
+	stats   counters
+}
+
+// issuer is one accepted issuer: its key set and the go-oidc verifier over it.
+type issuer struct {
+	keys *keySet
+	oidc *oidc.IDTokenVerifier
+}
+
+// entry is a cached verification. It is valid while now < until and its key is still the one the
+// issuer's current set holds under its kid.
+type entry struct {
+	claims *Claims
+	keys   *keySet
+	key    *verifyKey
+	until  time.Time // exp + skew
+}
+
+type counters struct {
+	cacheHits, cacheMisses       atomic.Uint64
+	jwksFetches, jwksFetchErrors atomic.Uint64
+	unknownKIDRefreshes          atomic.Uint64
+	verified, rejected           atomic.Uint64
+}
+
+// Stats are counters since New, for metrics.
+type Stats struct {
+	CacheHits           uint64 // Verify answered from the cache
+	CacheMisses         uint64 // Verify ran the full verification
+	CacheEntries        int    // verifications cached now
+	JWKSFetches         uint64 // key set fetches started, every issuer
+	JWKSFetchErrors     uint64 // fetches that failed or brought no usable key; the old keys stayed
+	UnknownKIDRefreshes uint64 // fetches caused by an unknown kid
+	Verified            uint64 // full verifications that succeeded
+	Rejected            uint64 // Verify calls that returned an error
+}
+
+// New validates cfg, applies its defaults and starts loading every issuer's keys in the
+// background; Verify answers ErrNotReady for an issuer until its keys are loaded. The refresh
+// loops and every fetch end with ctx.
+func New(ctx context.Context, cfg Config) (*Verifier, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	v := &Verifier{cfg: cfg, issuers: make(map[string]*issuer, len(cfg.Issuers))}
+	if cfg.CacheSize > 0 {
+		c, err := lru.New[[sha256.Size]byte, *entry](cfg.CacheSize)
+		if err != nil {
+			return nil, fmt.Errorf("token: cache: %w", err)
+		}
+		v.cache = c
+	}
+	for _, iss := range cfg.Issuers {
+		ks := newKeySet(ctx, cfg.JWKSURL(iss), &v.cfg, &v.stats)
+		v.issuers[iss] = &issuer{
+			keys: ks,
+			oidc: oidc.NewVerifier(iss, ks, &oidc.Config{
+				SkipClientIDCheck:    true, // the audience rules below are stricter
+				SkipExpiryCheck:      true, // go-oidc has no leeway on exp and ignores iat: checked below
+				SupportedSigningAlgs: cfg.Algorithms,
+				Now:                  cfg.Now,
+			}),
+		}
+		go ks.run(ctx)
+	}
+	return v, nil
+}
+
+// Ready reports whether keys were loaded at least once for every issuer.
+func (v *Verifier) Ready() bool {
+	for _, is := range v.issuers {
+		if !is.keys.ready() {
+			return false
+		}
+	}
+	return true
+}
+
+// waitReady blocks until every issuer's keys are loaded or ctx ends.
+func (v *Verifier) waitReady(ctx context.Context) error {
+	for _, is := range v.issuers {
+		select {
+		case <-is.keys.loaded:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// Stats returns the counters.
+func (v *Verifier) Stats() Stats {
+	s := Stats{
+		CacheHits:           v.stats.cacheHits.Load(),
+		CacheMisses:         v.stats.cacheMisses.Load(),
+		JWKSFetches:         v.stats.jwksFetches.Load(),
+		JWKSFetchErrors:     v.stats.jwksFetchErrors.Load(),
+		UnknownKIDRefreshes: v.stats.unknownKIDRefreshes.Load(),
+		Verified:            v.stats.verified.Load(),
+		Rejected:            v.stats.rejected.Load(),
+	}
+	if v.cache != nil {
+		s.CacheEntries = v.cache.Len()
+	}
+	return s
+}
+
+// Verify verifies raw, a compact JWS access token, and returns its claims. A refused token is an
+// *Error (401); ErrNotReady (503) means the token's issuer has no keys loaded yet. Other errors
+// (the caller's ctx ended while keys were being fetched) are faults. The returned Claims are
+// shared: never modify them.
+func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
+	if len(raw) > MaxTokenBytes {
+		v.stats.rejected.Add(1)
+		return nil, fail(ReasonTooLarge, "token is %d bytes, over %d", len(raw), MaxTokenBytes)
+	}
+	var key [sha256.Size]byte
+	if v.cache != nil {
+		// The digest only reads the bytes; viewing the string without a copy keeps the hit path
+		// free of allocations.
+		key = sha256.Sum256(unsafe.Slice(unsafe.StringData(raw), len(raw)))
+		if e, ok := v.cache.Get(key); ok {
+			if v.cfg.Now().Before(e.until) && e.keys.current(e.key.kid) == e.key {
+				v.stats.cacheHits.Add(1)
+				return e.claims, nil
+			}
+			v.cache.Remove(key) // expired or its key is gone: verify afresh for the right reason
+		}
+		v.stats.cacheMisses.Add(1)
+	}
+	e, err := v.verify(ctx, raw)
+	if err != nil {
+		v.stats.rejected.Add(1)
+		return nil, err
+	}
+	v.stats.verified.Add(1)
+	if v.cache != nil {
+		v.cache.Add(key, e)
+	}
+	return e.claims, nil
+}
+
+func (v *Verifier) verify(ctx context.Context, raw string) (*entry, error) {
+	p, err := parse(raw, v.cfg.Algorithms)
+	if err != nil {
+		return nil, err
+	}
+	// The issuer is decided from the unverified iss only to pick the key set; go-oidc then checks
+	// the signature and that iss equals this issuer.
+	iss, err := stringClaim(p.payload, "iss", true)
+	if err != nil {
+		return nil, err
+	}
+	is, ok := v.issuers[iss]
+	if !ok {
+		return nil, fail(ReasonIssuer, "issuer %.100q not accepted", iss)
+	}
+	k, err := is.keys.key(ctx, p.Kid)
+	if err != nil {
+		return nil, err
+	}
+	if !k.allows(p.Alg) {
+		return nil, fail(ReasonAlgorithm, "alg %s does not fit key %.40q", p.Alg, k.kid)
+	}
+	out := &sigOutcome{}
+	if _, err := is.oidc.Verify(context.WithValue(ctx, outcomeKey{}, out), raw); err != nil {
+		if out.key == nil {
+			return nil, fail(ReasonSignature, "%w", err)
+		}
+		return nil, fail(ReasonClaims, "%w", err) // signed, but go-oidc could not read its claims
+	}
+	c, until, err := v.claims(p.payload, iss)
+	if err != nil {
+		return nil, err
+	}
+	c.KeyID = out.key.kid
+	return &entry{claims: c, keys: is.keys, key: out.key, until: until}, nil
+}
+
+// claims checks the verified payload's types, times and audience and builds the Claims. until is
+// when a cached verification stops being valid.
+func (v *Verifier) claims(m map[string]any, iss string) (c *Claims, until time.Time, err error) {
+	var sub, clientID, scope, orgID string
+	for _, s := range []struct {
+		name     string
+		dst      *string
+		required bool
+	}{
+		{"sub", &sub, true}, {"client_id", &clientID, true}, {"jti", nil, false},
+		{"scope", &scope, false}, {"organization_id", &orgID, false},
+	} {
+		val, err := stringClaim(m, s.name, s.required)
+		if err != nil {
+			return nil, time.Time{}, err
+		}
+		if s.dst != nil {
+			*s.dst = val
+		}
+	}
+	_, hasOrgID := m["organization_id"]
+	if hasOrgID && !validOrganizationID(orgID) {
+		return nil, time.Time{}, fail(ReasonClaims, "organization_id is not an organization id")
+	}
+	exp, _, err := timeClaim(m, "exp", true, false)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	iat, _, err := timeClaim(m, "iat", true, true)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	nbf, hasNBF, err := timeClaim(m, "nbf", false, true)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	now, skew := v.cfg.Now(), v.cfg.ClockSkew
+	until = time.Unix(exp, 0).Add(skew)
+	switch {
+	case !now.Before(until): // exp > now - skew
+		return nil, time.Time{}, fail(ReasonExpired, "expired at %d", exp)
+	case hasNBF && time.Unix(nbf, 0).After(now.Add(skew)):
+		return nil, time.Time{}, fail(ReasonNotYetValid, "not valid before %d", nbf)
+	case time.Unix(iat, 0).After(now.Add(skew)):
+		return nil, time.Time{}, fail(ReasonIssuedInFuture, "issued at %d", iat)
+	}
+	aud, ok := m["aud"].(string) // an array, even of one, is refused: Logto always sends a string
+	if !ok {
+		return nil, time.Time{}, fail(ReasonAudience, "aud is not a single string")
+	}
+	kind, ctxOrg, err := v.classify(aud, hasOrgID, orgID)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	return &Claims{
+		Kind:           kind,
+		Issuer:         iss,
+		Subject:        sub,
+		ClientID:       clientID,
+		IsApp:          sub == clientID,
+		OrganizationID: ctxOrg,
+		Audience:       aud,
+		Scopes:         splitScopes(scope),
+		IssuedAt:       iat,
+		ExpiresAt:      exp,
+		Raw:            m,
+	}, until, nil
+}
+
+// classify maps the audience to a token kind (DESIGN "Token kinds") and returns the org context.
+func (v *Verifier) classify(aud string, hasOrgID bool, orgID string) (Kind, string, error) {
+	if id, ok := strings.CutPrefix(aud, orgAudiencePrefix); ok {
+		if !validOrganizationID(id) {
+			return "", "", fail(ReasonAudience, "organization audience with a malformed id")
+		}
+		if hasOrgID {
+			return "", "", fail(ReasonAudience, "organization audience with organization_id")
+		}
+		return Organization, id, nil
+	}
+	switch {
+	case aud == "":
+	case aud == v.cfg.APIResource && hasOrgID:
+		return OrganizationAPI, orgID, nil
+	case aud == v.cfg.APIResource:
+		return GlobalAPI, "", nil
+	case aud == v.cfg.AdminResource && !hasOrgID:
+		return Admin, "", nil
+	}
+	return "", "", fail(ReasonAudience, "audience %.100q not accepted", aud)
+}
+
+// validOrganizationID matches ^[0-9a-z]{1,32}$, the shape of Logto's organization ids.
+func validOrganizationID(id string) bool {
+	if id == "" || len(id) > maxOrganizationIDSize {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'z') {
+			return false
+		}
+	}
+	return true
+}
