@@ -3,6 +3,10 @@ package orgauthz
 # Facts about the token and the body that the decision chain combines. Each
 # helper answers one question and fails closed: a field of the wrong type or
 # a missing field never counts in the caller's favour.
+#
+# Beware: in Rego `not f(x)` is undefined, not true, when x is undefined, so
+# a negation here names a helper rule (`not _has_column`), never a call on a
+# value that may be missing.
 
 # _has_token: the sidecar verified a token. It passes null when the request
 # carried none; anything but an object counts as none.
@@ -13,10 +17,6 @@ _org_kinds := {"organization", "organization_api"}
 # _column is the part of the matched row that applies to the token's kind:
 # "admin" for the admin kind, "org_token" for both organization kinds,
 # "global_api_user" for global_api. Undefined when the row has none.
-# Beware: in Rego `not f(x)` is undefined, not true, when x is undefined, so
-# a negation here names a helper rule (`not _has_column`), never a call on a
-# value that may be missing.
-
 _column := _route.admin if input.token.kind == "admin"
 
 _column := _route.org_token if input.token.kind in _org_kinds
@@ -61,17 +61,14 @@ _targets_self if _params.userId == input.token.subject
 # routes without {orgId} (creating an organization) need no org context.
 _org_matches if not _params.orgId
 
-_org_matches if {
-	is_string(input.token.organization_id)
-	input.token.organization_id == _params.orgId
-}
+_org_matches if input.token.organization_id == _params.orgId
 
 # Body checks. The named lists a row may refer to; a name not listed here, or
-# a list that is not an array, allows nothing.
-_lists := {
-	"updatable_fields": data.orgauthz.updatable_fields,
-	"assignable_roles": data.orgauthz.assignable_roles,
-}
+# a list that is not an array, allows nothing. (The names are spelt out:
+# data.orgauthz[name] would include this package's own rules.)
+_lists["updatable_fields"] := data.orgauthz.updatable_fields
+
+_lists["assignable_roles"] := data.orgauthz.assignable_roles
 
 _list(name) := _lists[name] if is_array(_lists[name])
 
@@ -86,7 +83,7 @@ _checks_body if _column.role_names_within
 # _forbidden_key: a top-level body key the column does not allow.
 _forbidden_key(key) if {
 	_column.body_keys_within
-	not _updatable(key)
+	not _allowed_key(key)
 }
 
 _forbidden_key(key) if {
@@ -94,7 +91,7 @@ _forbidden_key(key) if {
 	key != "organizationRoleNames"
 }
 
-_updatable(key) if key in _list(_column.body_keys_within)
+_allowed_key(key) if key in _list(_column.body_keys_within)
 
 _role_names_listed if is_array(_body.organizationRoleNames)
 

@@ -44,8 +44,21 @@ test_real_data_org_rows if {
 		body := object.get({"PATCH": {"name": "n"}, "POST": {"organizationRoleNames": ["member"]}}, row.method, null)
 		_real(row.method, row.path, body, _org("o1", [row.org])).allow == true
 		_real(row.method, row.path, body, _org("o2", [row.org])).reason == _other_org_reason(row)
+		_real(row.method, row.path, body, _org_api("o1", [row.admin])).required_scopes == _org_required_scopes(row)
+		_real(row.method, row.path, body, _admin([row.org])).required_scopes == [row.admin]
+		_real(row.method, row.path, body, _global([row.org])).reason == _global_reason(row)
 	}
 }
+
+# Only role assignment has an escalation scope.
+_org_required_scopes(row) := [row.org, "member:role:admin"] if row.org == "member:role"
+
+else := [row.org]
+
+# Only creating an organization takes a global_api user token.
+_global_reason(row) := "global_permission" if row.route == "POST /api/organizations"
+
+else := "wrong_token_kind"
 
 # Only creating an organization needs no org context.
 _other_org_reason(row) := "org_permission" if row.route == "POST /api/organizations"
@@ -77,9 +90,12 @@ test_real_data_rows_well_formed if {
 		every column in [row[key] | some key in ["org_token", "global_api_user", "admin"]] {
 			is_string(column.scope)
 		}
-		every part in split(trim_prefix(row.path, "/"), "/") {
+		parts := split(trim_prefix(row.path, "/"), "/")
+		every part in parts {
 			not _bad_placeholder(part)
 		}
+		placeholders := [part | some part in parts; startswith(part, "{")]
+		count(placeholders) == count({part | some part in placeholders})
 	}
 }
 
