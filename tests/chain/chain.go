@@ -300,16 +300,24 @@ func (c *Chain) Close() error {
 	return errors.Join(errs...)
 }
 
-// Exited reports the first part that exited on its own, or nil while all run.
-func (c *Chain) Exited() error {
+// Wait blocks until ctx ends (nil) or a part exits on its own (an error naming it).
+func (c *Chain) Wait(ctx context.Context) error {
+	exited := make(chan *process, len(c.procs))
 	for _, p := range c.procs {
-		select {
-		case <-p.done:
-			return p.exitError()
-		default:
-		}
+		go func() {
+			select {
+			case <-p.done:
+				exited <- p
+			case <-ctx.Done():
+			}
+		}()
 	}
-	return nil
+	select {
+	case p := <-exited:
+		return p.exitError()
+	case <-ctx.Done():
+		return nil
+	}
 }
 
 // run runs a short command to completion.
