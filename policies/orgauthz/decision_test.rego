@@ -333,9 +333,8 @@ test_decision_always_one_object if {
 	}
 }
 
-test_decision_without_route_table if _denies_without_routes(_input("GET", "/api/organizations/o1", null, _org("o1", ["org:read"])))
-
-_denies_without_routes(case) if {
-	decision := orgauthz.decision with input as case with data.orgauthz.routes as null
+test_decision_without_route_table if {
+	decision := orgauthz.decision with input as _input("GET", "/api/organizations/o1", null, _org("o1", ["org:read"]))
+		with data.orgauthz.routes as null
 	decision == {"allow": false, "status": 403, "reason": "no_route"}
 }
