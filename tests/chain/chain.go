@@ -262,6 +262,7 @@ func startFront(cfg Config, start starter) (*process, error) {
 			"port_value: "+port(DefaultAddrs().Front), "port_value: "+port(cfg.Addrs.Front),
 			"port_value: "+port(DefaultAddrs().GRPC), "port_value: "+port(cfg.Addrs.GRPC),
 			"port_value: "+port(DefaultAddrs().Mgmtproxy), "port_value: "+port(upstream),
+			"port_value: 9901", "port_value: 0", // the admin listener: any free port
 		))
 		if err != nil {
 			return nil, err
