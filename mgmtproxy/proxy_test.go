@@ -1,0 +1,435 @@
+package mgmtproxy
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/orgauthz/orgauthz/sidecar/decision"
+	"github.com/orgauthz/orgauthz/tests/fakelogto"
+)
+
+// syncBuffer collects log output from concurrent handlers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// seen is one request that reached Logto, as the spy in front of the emulator saw it.
+type seen struct {
+	method, target string
+	header         http.Header
+	body           string
+}
+
+// env is a Logto emulator behind a recording spy, a Proxy pointed at the spy, and the Proxy served on
+// a real loopback socket.
+type env struct {
+	logto    *fakelogto.Server
+	proxy    *Proxy
+	url      string
+	signer   *decision.Signer
+	logs     *syncBuffer
+	secret   string
+	appID    string
+	user     string // a user of the tenant, member of org with role admin
+	org      string
+	failNext func(r *http.Request) bool // the spy answers 500 to requests it returns true for
+
+	mu   sync.Mutex
+	seen []seen
+}
+
+const testSecret = "s3cret-m2m-value-never-logged"
+
+func newEnv(t *testing.T, configure ...func(*Config)) *env {
+	t.Helper()
+	logto, err := fakelogto.New(fakelogto.Config{})
+	if err != nil {
+		t.Fatalf("fakelogto.New: %v", err)
+	}
+	if err := logto.Start(); err != nil {
+		t.Fatalf("fakelogto.Start: %v", err)
+	}
+	t.Cleanup(func() { logto.Close() })
+
+	e := &env{logto: logto, logs: &syncBuffer{}, secret: testSecret}
+	e.appID = logto.AddM2MApp("", testSecret)
+	logto.AddOrgRole("admin", "org:read")
+	logto.AddOrgRole("member")
+	e.user = logto.AddUser("", "alice", fakelogto.WithName("Alice"), fakelogto.WithEmail("alice@example.com"))
+	e.org = logto.AddOrganization("", "Acme")
+	logto.AddMember(e.org, e.user, "admin")
+
+	spy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		e.mu.Lock()
+		e.seen = append(e.seen, seen{r.Method, r.RequestURI, r.Header.Clone(), string(body)})
+		fail := e.failNext
+		e.mu.Unlock()
+		if fail != nil && fail(r) {
+			http.Error(w, `{"code":"unknown","message":"spy failure"}`, http.StatusInternalServerError)
+			return
+		}
+		logto.Handler().ServeHTTP(w, r)
+	}))
+	t.Cleanup(spy.Close)
+
+	dir := t.TempDir()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.signer = decision.NewSigner(priv, 10*time.Second)
+	pubPath := writePublicKey(t, dir, "decision.pub", pub)
+
+	cfg := DefaultConfig()
+	cfg.LogtoEndpoint = spy.URL
+	cfg.M2MAppID = e.appID
+	cfg.M2MAppSecretFile = filepath.Join(dir, "secret")
+	if err := os.WriteFile(cfg.M2MAppSecretFile, []byte(testSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg.DecisionPublicKeys = []string{pubPath}
+	cfg.BulkRate = "1000/1s"
+	for _, f := range configure {
+		f(&cfg)
+	}
+	logger := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	e.proxy, err = New(t.Context(), cfg, logger)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	srv := httptest.NewServer(e.proxy)
+	t.Cleanup(srv.Close)
+	e.url = srv.URL
+	t.Cleanup(func() {
+		// Whatever a test did, neither the secret nor an M2M token may be in the log.
+		logs := e.logs.String()
+		if strings.Contains(logs, testSecret) {
+			t.Errorf("log contains the M2M secret")
+		}
+		for _, tok := range e.bearers() {
+			if strings.Contains(logs, tok) {
+				t.Errorf("log contains an M2M token")
+			}
+		}
+	})
+	return e
+}
+
+func writePublicKey(t *testing.T, dir, name string, pub ed25519.PublicKey) string {
+	t.Helper()
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// bearers returns every bearer token the spy saw going to Logto.
+func (e *env) bearers() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []string
+	for _, s := range e.seen {
+		if b, ok := strings.CutPrefix(s.header.Get("Authorization"), "Bearer "); ok && !slices.Contains(out, b) {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// management returns the requests that reached the Management API.
+func (e *env) management() []seen {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []seen
+	for _, s := range e.seen {
+		if strings.HasPrefix(s.target, "/api/") {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// claims returns a decision for an admin, bound to method, path and route.
+func adminClaims(method, path, route string) decision.Claims {
+	return decision.Claims{Method: method, Path: path, Route: route, Kind: "admin", Subject: "superadmin1"}
+}
+
+func (e *env) sign(t *testing.T, c decision.Claims) string {
+	t.Helper()
+	tok, err := e.signer.Sign(c)
+	if err != nil {
+		t.Fatalf("Sign: %v", err)
+	}
+	return tok
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r *response) json(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.body, v); err != nil {
+		t.Fatalf("response body %q: %v", r.body, err)
+	}
+}
+
+// do sends method target with body and the given decision header ("" for none) and headers.
+func (e *env) do(t *testing.T, method, target, body, dec string, headers ...string) *response {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(t.Context(), method, e.url+target, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if dec != "" {
+		req.Header.Set(decision.Header, dec)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Add(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, target, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &response{resp.StatusCode, resp.Header, b}
+}
+
+// allowed sends a request with a fresh admin decision for it.
+func (e *env) allowed(t *testing.T, method, path, route, body string) *response {
+	t.Helper()
+	return e.do(t, method, path, body, e.sign(t, adminClaims(method, strings.SplitN(path, "?", 2)[0], route)))
+}
+
+// raw sends a request target byte for byte over a new connection, bypassing Go's client URL handling.
+func (e *env) raw(t *testing.T, method, target, dec string) int {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "%s %s HTTP/1.1\r\nHost: mgmtproxy\r\n%s: %s\r\nConnection: close\r\n\r\n", method, target, decision.Header, dec)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("raw %s %q: %v", method, target, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func TestForwardPassesLogtoAnswerAndCleansRequest(t *testing.T) {
+	e := newEnv(t)
+	path := "/api/organizations/" + e.org
+	route := "GET /api/organizations/{orgId}"
+	dec := e.sign(t, adminClaims("GET", path, route))
+	resp := e.do(t, "GET", path+"?page=1&evil=1&q=acme&page_size=5", "", dec,
+		"Authorization", "Bearer user-token", "Cookie", "session=abc", "X-Orgauthz-Subject", "root",
+		"X-Forwarded-For", "10.0.0.1", "Forwarded", "for=1.2.3.4", "X-Http-Method-Override", "DELETE",
+		"Idempotency-Key", "k1", "Accept-Language", "de")
+	if resp.status != http.StatusOK {
+		t.Fatalf("GET %s status = %d (%s), want 200", path, resp.status, resp.body)
+	}
+	var org map[string]any
+	resp.json(t, &org)
+	if org["id"] != e.org || org["name"] != "Acme" {
+		t.Errorf("GET %s body = %s, want organization %s", path, resp.body, e.org)
+	}
+	mgmt := e.management()
+	if len(mgmt) != 1 {
+		t.Fatalf("Management API calls = %d, want 1", len(mgmt))
+	}
+	got := mgmt[0]
+	// This operation documents no query parameters: all are dropped, the path is exactly the approved one.
+	if got.target != path {
+		t.Errorf("Logto got target %q, want %q", got.target, path)
+	}
+	for _, h := range []string{"Cookie", "X-Orgauthz-Subject", "X-Orgauthz-Decision", "X-Forwarded-For", "Forwarded", "X-Http-Method-Override", "Idempotency-Key"} {
+		if v := got.header.Values(h); len(v) > 0 {
+			t.Errorf("Logto got header %s: %q, want none", h, v)
+		}
+	}
+	if a := got.header.Values("Authorization"); len(a) != 1 || a[0] == "Bearer user-token" || !strings.HasPrefix(a[0], "Bearer ") {
+		t.Errorf("Logto got Authorization %q, want exactly the M2M bearer", a)
+	}
+	if got.header.Get("Accept-Language") != "de" {
+		t.Errorf("Logto got Accept-Language %q, want de", got.header.Get("Accept-Language"))
+	}
+	for _, b := range e.bearers() {
+		if bytes.Contains(resp.body, []byte(b)) || strings.Contains(fmt.Sprint(resp.header), b) {
+			t.Error("the response carries the M2M token")
+		}
+	}
+}
+
+func TestForwardKeepsDocumentedQuery(t *testing.T) {
+	e := newEnv(t)
+	resp := e.allowed(t, "GET", "/api/organizations?page=1&page_size=1&q=acme&includeSecrets=1&page=9", "GET /api/organizations", "")
+	if resp.status != http.StatusOK {
+		t.Fatalf("list status = %d (%s), want 200", resp.status, resp.body)
+	}
+	mgmt := e.management()
+	if len(mgmt) != 1 {
+		t.Fatalf("Management API calls = %d, want 1", len(mgmt))
+	}
+	if want := "/api/organizations?page=1&page_size=1&q=acme"; mgmt[0].target != want {
+		t.Errorf("Logto got target %q, want %q", mgmt[0].target, want)
+	}
+}
+
+func TestLinkRewritten(t *testing.T) {
+	e := newEnv(t)
+	e.logto.AddOrganization("", "Beta")
+	e.logto.AddOrganization("", "Gamma")
+	resp := e.allowed(t, "GET", "/api/organizations?page=2&page_size=1", "GET /api/organizations", "")
+	if resp.status != http.StatusOK {
+		t.Fatalf("list status = %d (%s), want 200", resp.status, resp.body)
+	}
+	link := resp.header.Get("Link")
+	want := `</api/organizations?page=1&page_size=1>; rel="first", </api/organizations?page=3&page_size=1>; rel="last", </api/organizations?page=1&page_size=1>; rel="prev", </api/organizations?page=3&page_size=1>; rel="next"`
+	if link != want {
+		t.Errorf("Link = %q\nwant %q", link, want)
+	}
+	if resp.header.Get("Total-Number") != "3" {
+		t.Errorf("Total-Number = %q, want 3", resp.header.Get("Total-Number"))
+	}
+}
+
+func TestRewriteLink(t *testing.T) {
+	base := mustParse(t, "http://127.0.0.1:3001")
+	prefixed := mustParse(t, "https://auth.example.com/logto")
+	for _, tc := range []struct{ in, want string }{
+		{`<http://127.0.0.1:3001/organizations?page=1>; rel="first"`, `</api/organizations?page=1>; rel="first"`},
+		{`<http://127.0.0.1:3001/organizations/o1/users?page=2&page_size=5>; rel="next", <http://127.0.0.1:3001/organizations/o1/users?page=1&page_size=5>; rel="prev"`,
+			`</api/organizations/o1/users?page=2&page_size=5>; rel="next", </api/organizations/o1/users?page=1&page_size=5>; rel="prev"`},
+		{`<https://x.logto.app/api/organizations?page=1>; rel="first"`, `</api/organizations?page=1>; rel="first"`},
+		{`<http://127.0.0.1:3001/../admin>; rel="first"`, ``},
+		{`no angle brackets`, ``},
+		{`<%zz>; rel="x"`, ``},
+	} {
+		if got := rewriteLink(tc.in, base); got != tc.want {
+			t.Errorf("rewriteLink(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	if got, want := rewriteLink(`<https://auth.example.com/logto/organizations?page=1>; rel="first"`, prefixed), `</api/organizations?page=1>; rel="first"`; got != want {
+		t.Errorf("rewriteLink(prefixed base) = %q, want %q", got, want)
+	}
+}
+
+func TestMemberFieldsReduced(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		fields []string
+		want   []string
+	}{
+		{"default", nil, []string{"id", "username", "name", "avatar", "primaryEmail", "organizationRoles"}},
+		{"configured", []string{"id,name"}, []string{"id", "name"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, func(c *Config) {
+				if tc.fields != nil {
+					c.MemberFields = tc.fields
+				}
+			})
+			path := "/api/organizations/" + e.org + "/users"
+			resp := e.allowed(t, "GET", path, "GET /api/organizations/{orgId}/users", "")
+			if resp.status != http.StatusOK {
+				t.Fatalf("GET %s status = %d (%s), want 200", path, resp.status, resp.body)
+			}
+			var users []map[string]json.RawMessage
+			resp.json(t, &users)
+			if len(users) != 1 {
+				t.Fatalf("members = %s, want one", resp.body)
+			}
+			var keys []string
+			for k := range users[0] {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			want := slices.Sorted(slices.Values(tc.want))
+			if !slices.Equal(keys, want) {
+				t.Errorf("member fields = %v, want %v (body %s)", keys, want, resp.body)
+			}
+			// Logto sent more: the reduction removed something real.
+			if mgmt := e.management(); len(mgmt) != 1 {
+				t.Fatalf("Management API calls = %d, want 1", len(mgmt))
+			}
+			if bytes.Contains(resp.body, []byte("customData")) || bytes.Contains(resp.body, []byte("identities")) {
+				t.Errorf("member listing %s still carries private fields", resp.body)
+			}
+		})
+	}
+}
+
+func TestReduceMembersHostile(t *testing.T) {
+	for _, in := range []string{`{"id":"u1"}`, `[1,2]`, `not json`, `[{"id":"u1"}] trailing`, `[{"id":`} {
+		if _, err := reduceMembers([]byte(in), []string{"id"}); err == nil {
+			t.Errorf("reduceMembers(%q): nil error, want one", in)
+		}
+	}
+	out, err := reduceMembers([]byte(`[{"id":"u1","secret":{"deep":[1]},"name":null}]`), []string{"name", "id"})
+	if err != nil || string(out) != `[{"name":null,"id":"u1"}]` {
+		t.Errorf("reduceMembers = %s, %v; want [{\"name\":null,\"id\":\"u1\"}]", out, err)
+	}
+}
+
+func mustParse(t *testing.T, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
