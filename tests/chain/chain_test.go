@@ -34,6 +34,8 @@ func TestMain(m *testing.M) {
 		fmt.Println("serving")
 		<-ctx.Done()
 		srv.Close()
+	case "env":
+		fmt.Printf("ORGAUTHZ_LEAK=%q ORGAUTHZ_SET=%q\n", os.Getenv("ORGAUTHZ_LEAK"), os.Getenv("ORGAUTHZ_SET"))
 	case "fail":
 		fmt.Fprintln(os.Stderr, "child: cannot bind 127.0.0.1:1: address already in use")
 		os.Exit(3)
@@ -85,6 +87,19 @@ func TestProcessExitBeforeReady(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("waitReady() = %q, want it to contain %q", err, want)
 		}
+	}
+}
+
+func TestProcessEnvironment(t *testing.T) {
+	t.Setenv("ORGAUTHZ_LEAK", "from the user's shell")
+	var log bytes.Buffer
+	p, err := startProcess("child", &syncWriter{w: &log}, []string{"CHAIN_TEST_CHILD=env", "ORGAUTHZ_SET=by the chain"}, os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-p.done
+	if got, want := log.String(), `[child] ORGAUTHZ_LEAK="" ORGAUTHZ_SET="by the chain"`+"\n"; got != want {
+		t.Errorf("child saw %q, want %q", got, want)
 	}
 }
 

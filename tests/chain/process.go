@@ -26,11 +26,19 @@ type process struct {
 	err  error
 }
 
-// startProcess starts path with args. env is added to the parent's environment.
+// startProcess starts path with args. The child gets the parent's environment less its
+// ORGAUTHZ_* variables, plus env: the chain configures its parts explicitly, and a stray
+// variable in the user's shell (say ORGAUTHZ_M2M_APP_SECRET beside --m2m-app-secret-file)
+// must not change or break them.
 func startProcess(name string, log io.Writer, env []string, path string, args ...string) (*process, error) {
 	out := &lineWriter{prefix: "[" + name + "] ", w: log}
 	cmd := exec.Command(path, args...)
-	cmd.Env = append(os.Environ(), env...)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "ORGAUTHZ_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = childAttr()
 	if err := cmd.Start(); err != nil {
