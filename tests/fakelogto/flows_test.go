@@ -2,6 +2,7 @@ package fakelogto
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -519,5 +520,54 @@ func TestDiscovery(t *testing.T) {
 		if doc[k] != want {
 			t.Errorf("%s = %v, want %s", k, doc[k], want)
 		}
+	}
+}
+
+// TestConcurrentUse drives the token endpoint, the Management API and the seeding methods
+// from several goroutines (run with -race).
+func TestConcurrentUse(t *testing.T) {
+	srv, demo := newDemo(t, Config{})
+	m2m := mgmtToken(t, srv, demo.M2MApp.ID, demo.M2MApp.Secret)
+	const workers = 8
+	errs := make(chan error, workers)
+	for i := range workers {
+		go func() {
+			errs <- func() error {
+				uid := srv.AddUser("", fmt.Sprintf("worker%d", i))
+				body := `{"userIds":["` + uid + `"]}`
+				req, _ := http.NewRequest(http.MethodPost, srv.URL()+"/api/organizations/"+DemoAcmeID+"/users", strings.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Authorization", "Bearer "+m2m)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					return err
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusCreated {
+					return fmt.Errorf("add member: status %d", resp.StatusCode)
+				}
+				srv.AddMember(DemoAcmeID, uid, "member")
+				if _, err := srv.IssueUserToken(UserTokenRequest{UserID: uid, OrganizationID: DemoAcmeID, Scopes: []string{"org:read"}}); err != nil {
+					return err
+				}
+				if i%2 == 0 {
+					if _, err := srv.RotateKey(ES384); err != nil {
+						return err
+					}
+				}
+				return nil
+			}()
+		}()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if got := len(srv.Members(DemoAcmeID)); got != 2+workers {
+		t.Errorf("acme has %d members, want %d", got, 2+workers)
+	}
+	if got := len(srv.KeyIDs()); got != 1+workers/2 {
+		t.Errorf("%d keys published, want %d", got, 1+workers/2)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"strings"
@@ -61,13 +63,13 @@ type Server struct {
 	handler  http.Handler
 	mgmt     http.Handler
 
-	mu     sync.Mutex
-	keys   keySet
-	t      *tenant
-	faults map[Target]*Fault
-	limits map[Target]*rateLimit
-	calls  map[Target]int
-	served chan error
+	mu      sync.Mutex
+	keys    keySet
+	t       *tenant
+	faults  map[Target]*Fault
+	limits  map[Target]*rateLimit
+	calls   map[Target]int
+	started bool
 }
 
 // New generates an ES384 (P-384) signing key and binds the listen address, so URL and Issuer
@@ -101,6 +103,7 @@ func New(cfg Config) (*Server, error) {
 		Handler:           s.handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          log.New(io.Discard, "", 0), // a library does not log; resets are deliberate
 	}
 	return s, nil
 }
@@ -109,11 +112,11 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) Start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.served != nil {
+	if s.started {
 		return errors.New("fakelogto: already started")
 	}
-	s.served = make(chan error, 1)
-	go func() { s.served <- s.http.Serve(s.listener) }()
+	s.started = true
+	go s.http.Serve(s.listener) // returns ErrServerClosed on Close or Shutdown
 	return nil
 }
 
