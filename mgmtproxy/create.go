@@ -49,6 +49,9 @@ func (p *Proxy) call(ctx context.Context, method, path string, body []byte) (*re
 	if len(raw) > maxUpstreamBytes {
 		return nil, fmt.Errorf("%w: %s %s answered more than %d bytes", errBadUpstream, method, path, maxUpstreamBytes)
 	}
+	if resp.StatusCode >= 500 {
+		return nil, fmt.Errorf("%w: %s %s answered %d", errUpstreamStatus, method, path, resp.StatusCode)
+	}
 	return &reply{status: resp.StatusCode, header: resp.Header, body: raw}, nil
 }
 

@@ -346,13 +346,19 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.Header = forwardHeaders(pr.In.Header)
 }
 
-// errBadUpstream marks a Logto answer mgmtproxy could not process (502).
-var errBadUpstream = errors.New("mgmtproxy: unexpected answer from Logto")
+// Upstream failures that become 502.
+var (
+	errBadUpstream    = errors.New("mgmtproxy: unexpected answer from Logto") // could not be processed
+	errUpstreamStatus = errors.New("mgmtproxy: Logto failed")                 // a 5xx answer
+)
 
 // modifyResponse returns the response hook for op: Logto's status and body pass, its Link header is
 // rewritten to the public /api path, cookies are dropped, member listings are reduced.
 func (p *Proxy) modifyResponse(op *operation) func(*http.Response) error {
 	return func(resp *http.Response) error {
+		if resp.StatusCode >= 500 {
+			return fmt.Errorf("%w: Logto answered %d", errUpstreamStatus, resp.StatusCode)
+		}
 		resp.Header.Del("Set-Cookie")
 		if v := resp.Header.Values("Link"); len(v) > 0 {
 			if link := rewriteLink(strings.Join(v, ", "), p.base); link != "" {
@@ -473,6 +479,8 @@ func classify(err error) (int, string, string) {
 		return http.StatusBadGateway, "upstream_unauthorized", "Logto refused mgmtproxy's credentials"
 	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
 		return http.StatusGatewayTimeout, "upstream_timeout", "Logto did not answer in time"
+	case errors.Is(err, errUpstreamStatus):
+		return http.StatusBadGateway, "upstream_error", "Logto failed to answer the request"
 	case errors.Is(err, errBadUpstream):
 		return http.StatusBadGateway, "upstream_bad_response", "Logto's answer could not be processed"
 	}
