@@ -216,10 +216,11 @@ func (s *Server) AddMember(orgID, userID string, roleNames ...string) {
 	if o == nil || u == nil {
 		panic(fmt.Sprintf("fakelogto: no organization %q or user %q", orgID, userID))
 	}
+	ids := s.roleIDs(roleNames) // before any change: an unknown name panics
 	if !o.isMember(userID) {
 		o.members = append(o.members, userID)
 	}
-	o.memberRoles[userID] = appendNew(o.memberRoles[userID], s.roleIDs(roleNames)...)
+	o.memberRoles[userID] = appendNew(o.memberRoles[userID], ids...)
 }
 
 // AddOrgApp associates an M2M app with an organization with the named (MachineToMachine)
@@ -231,9 +232,10 @@ func (s *Server) AddOrgApp(orgID, appID string, roleNames ...string) {
 	if o == nil || a == nil || a.typ != appM2M {
 		panic(fmt.Sprintf("fakelogto: no organization %q or M2M application %q", orgID, appID))
 	}
-	o.apps[appID] = appendNew(o.apps[appID], s.roleIDs(roleNames)...)
+	ids := s.roleIDs(roleNames)
+	o.apps[appID] = appendNew(o.apps[appID], ids...)
 	if o.apps[appID] == nil {
-		o.apps[appID] = []string{}
+		o.apps[appID] = []string{} // associated, without roles
 	}
 }
 
