@@ -200,11 +200,10 @@ func invalidInput(issues ...zodIssue) *apiError {
 		for _, p := range is.Path {
 			path = append(path, fmt.Sprint(p))
 		}
+		// Logto's wording: type errors name both types, others repeat zod's message.
 		d := fmt.Sprintf("Error in key path %q: (%s) %s", strings.Join(path, "."), is.Code, is.Message)
-		if is.Code == "invalid_type" && is.Received != "undefined" {
+		if is.Code == "invalid_type" {
 			d = fmt.Sprintf("Error in key path %q: (invalid_type) Expected %s but received %s.", strings.Join(path, "."), is.Expected, is.Received)
-		} else if is.Code == "invalid_type" {
-			d = fmt.Sprintf("Error in key path %q: (invalid_type) Expected %s but received undefined.", strings.Join(path, "."), is.Expected)
 		}
 		details = append(details, d)
 	}

@@ -76,12 +76,9 @@ var (
 
 func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, f Fault) {
 	w.Header().Set("Cache-Control", "no-store")
-	form, err := readForm(w, r)
-	if err != nil {
-		var oe *oidcError
-		if errors.As(err, &oe) {
-			writeOIDCError(w, oe)
-		}
+	form, oe := readForm(w, r)
+	if oe != nil {
+		writeOIDCError(w, oe)
 		return
 	}
 	grant := form.Get("grant_type")
@@ -117,7 +114,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, f Fault) {
 
 // readForm reads a bounded application/x-www-form-urlencoded body in which no parameter
 // repeats.
-func readForm(w http.ResponseWriter, r *http.Request) (url.Values, error) {
+func readForm(w http.ResponseWriter, r *http.Request) (url.Values, *oidcError) {
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if mt != "application/x-www-form-urlencoded" {
 		return nil, badRequest("invalid_request", "only application/x-www-form-urlencoded content-type bodies are supported on POST /token")
