@@ -91,16 +91,17 @@ func (ks *keySet) current(kid string) *verifyKey {
 }
 
 // key returns the key with kid, refetching the set once (rate-limited) when kid is unknown. It
-// returns ErrNotReady when no set was ever loaded and an *Error with unknown_key otherwise.
+// returns ErrNotReady at once when no set was ever loaded (run keeps trying to load one) and an
+// *Error with unknown_key when the kid is still unknown after the refetch.
 func (ks *keySet) key(ctx context.Context, kid string) (*verifyKey, error) {
+	if !ks.ready() {
+		return nil, ErrNotReady
+	}
 	if k := ks.current(kid); k != nil {
 		return k, nil
 	}
 	if err := ks.refreshUnknown(ctx); err != nil {
 		return nil, err
-	}
-	if !ks.ready() {
-		return nil, ErrNotReady
 	}
 	if k := ks.current(kid); k != nil {
 		return k, nil
@@ -130,14 +131,15 @@ func (ks *keySet) refreshUnknown(ctx context.Context) error {
 	}
 }
 
-// run loads the set now, retries with backoff until the first success, then refreshes every
-// RefreshInterval until ctx ends.
+// run loads the set now, retries with backoff (1s doubling up to 30s) until the first success,
+// then refreshes every RefreshInterval until ctx ends.
 func (ks *keySet) run(ctx context.Context) {
-	backoff := min(time.Second, ks.cfg.RefreshInterval)
+	maxBackoff := min(30*time.Second, ks.cfg.RefreshInterval)
+	backoff := min(time.Second, maxBackoff)
 	for {
 		wait := ks.cfg.RefreshInterval
 		if ks.refresh() != nil && !ks.ready() {
-			wait, backoff = backoff, min(2*backoff, ks.cfg.RefreshInterval)
+			wait, backoff = backoff, min(2*backoff, maxBackoff)
 		}
 		t := time.NewTimer(wait)
 		select {
