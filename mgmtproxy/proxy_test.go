@@ -433,3 +433,12 @@ func mustParse(t *testing.T, s string) *url.URL {
 	}
 	return u
 }
+
+func listenLoopback(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
