@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -76,13 +77,18 @@ func run(ctx context.Context, out io.Writer) error {
 		if err := c.Close(); err != nil {
 			fmt.Fprintln(out, err)
 		}
+		fmt.Fprintln(out, "Stopped.")
 	}()
 
 	w, err := newWalkthrough(ctx, c)
 	if err != nil {
 		return err
 	}
-	w.print(ctx, out, front)
+	if failed := w.print(ctx, out, front); failed > 0 {
+		fmt.Fprintf(out, "\n✗ %d step(s) did not answer as expected: see the log.\n", failed)
+	} else {
+		fmt.Fprintln(out, "\n✓ Every step answered as expected.")
+	}
 
 	fmt.Fprintf(out, "\nThe chain keeps running: paste the commands above into another terminal. Logs: %s\nPress Ctrl-C to stop.\n", logPath)
 	return c.Wait(ctx)
@@ -175,21 +181,24 @@ type step struct {
 	token  string // a variable name, or "" for no token
 	body   string
 	want   int
+	// show summarises a successful answer's body; nil prints its start.
+	show func(body []byte) string
 }
 
 func (w *walkthrough) steps() []step {
 	return []step{
-		{"No token: 401", "GET", "/api/organizations/$ACME/users", "", "", http.StatusUnauthorized},
-		{"alice's acme token on another organization: 403", "GET", "/api/organizations/" + otherOrg + "/users", "ALICE_ORG_TOKEN", "", http.StatusForbidden},
-		{"alice (member:add) adds carol to acme: 201", "POST", "/api/organizations/$ACME/users", "ALICE_ORG_TOKEN", `{"userIds":["$CAROL"]}`, http.StatusCreated},
-		{"carol is now a member of acme", "GET", "/api/organizations/$ACME/users", "ALICE_ORG_TOKEN", "", http.StatusOK},
-		{"alice (org:create) creates an organization: 201", "POST", "/api/organizations", "ALICE_TOKEN", `{"name":"Alice Co"}`, http.StatusCreated},
-		{"alice is a member of it, with the creator role admin", "GET", "/api/users/$ALICE/organizations", "ALICE_TOKEN", "", http.StatusOK},
-		{"carol (super admin) creates three organizations in one call", "POST", "/bulk/organizations", "CAROL_ADMIN_TOKEN", `{"organizations":[{"name":"bulk-1"},{"name":"bulk-2"},{"name":"bulk-3"}]}`, http.StatusOK},
+		{"No token: 401", "GET", "/api/organizations/$ACME/users", "", "", http.StatusUnauthorized, nil},
+		{"alice's acme token on another organization: 403", "GET", "/api/organizations/" + otherOrg + "/users", "ALICE_ORG_TOKEN", "", http.StatusForbidden, nil},
+		{"alice (member:add) adds carol to acme: 201", "POST", "/api/organizations/$ACME/users", "ALICE_ORG_TOKEN", `{"userIds":["$CAROL"]}`, http.StatusCreated, nil},
+		{"carol is now a member of acme", "GET", "/api/organizations/$ACME/users", "ALICE_ORG_TOKEN", "", http.StatusOK, listNames("members", "username")},
+		{"alice (org:create) creates an organization: 201", "POST", "/api/organizations", "ALICE_TOKEN", `{"name":"Alice Co"}`, http.StatusCreated, nil},
+		{"alice is a member of it, with the creator role admin", "GET", "/api/users/$ALICE/organizations", "ALICE_TOKEN", "", http.StatusOK, listNames("alice's organizations", "name")},
+		{"carol (super admin) creates three organizations in one call", "POST", "/bulk/organizations", "CAROL_ADMIN_TOKEN", `{"organizations":[{"name":"bulk-1"},{"name":"bulk-2"},{"name":"bulk-3"}]}`, http.StatusOK, nil},
 	}
 }
 
-func (w *walkthrough) print(ctx context.Context, out io.Writer, front chain.Front) {
+// print runs and prints the walkthrough and returns how many steps did not answer as expected.
+func (w *walkthrough) print(ctx context.Context, out io.Writer, front chain.Front) (failed int) {
 	fmt.Fprintf(out, `
 orgauthz is running on loopback:
   front proxy (%s)  %s   ← send requests here
@@ -210,11 +219,14 @@ Tokens from the emulator (subject token + token exchange, valid for an hour):
 		switch {
 		case err != nil:
 			mark, got = "✗", err.Error()
+			failed++
 		case !strings.HasPrefix(got, fmt.Sprint(s.want)):
 			mark = "✗ expected " + fmt.Sprint(s.want) + ", got"
+			failed++
 		}
 		fmt.Fprintf(out, "\n%d. %s\n   %s\n   %s %s\n", i+1, s.title, w.curl(s), mark, got)
 	}
+	return failed
 }
 
 // curl renders s as a command for a shell where the variables are exported.
@@ -260,7 +272,40 @@ func (w *walkthrough) do(ctx context.Context, client *http.Client, s step) (stri
 	if err != nil && !errors.Is(err, io.EOF) {
 		return "", err
 	}
-	return resp.Status + "  " + shorten(string(b), 160), nil
+	view := shorten(string(b), 160)
+	if s.show != nil && resp.StatusCode == s.want {
+		view = s.show(b)
+	}
+	return resp.Status + "  " + view, nil
+}
+
+// listNames summarises a JSON array of users or organizations as their names (by the given
+// field) and organization roles.
+func listNames(what, field string) func([]byte) string {
+	return func(b []byte) string {
+		var items []map[string]any
+		if err := json.Unmarshal(b, &items); err != nil {
+			return shorten(string(b), 160)
+		}
+		var names []string
+		for _, it := range items {
+			name, _ := it[field].(string)
+			var roles []string
+			list, _ := it["organizationRoles"].([]any)
+			for _, r := range list {
+				if r, ok := r.(map[string]any); ok {
+					if n, ok := r["name"].(string); ok {
+						roles = append(roles, n)
+					}
+				}
+			}
+			if len(roles) > 0 {
+				name += " (" + strings.Join(roles, ", ") + ")"
+			}
+			names = append(names, name)
+		}
+		return what + ": " + strings.Join(names, ", ")
+	}
 }
 
 func shorten(s string, n int) string {
