@@ -292,14 +292,17 @@ func (tp *tap) requests() []seen {
 	return append([]seen(nil), tp.seen...)
 }
 
-// last returns the latest request the tap saw.
-func (tp *tap) last(t *testing.T) seen {
+// last returns the latest request the tap saw under prefix.
+func (tp *tap) last(t *testing.T, prefix string) seen {
 	t.Helper()
 	s := tp.requests()
-	if len(s) == 0 {
-		t.Fatal("the tap saw no request")
+	for i := len(s) - 1; i >= 0; i-- {
+		if strings.HasPrefix(s[i].target, prefix) {
+			return s[i]
+		}
 	}
-	return s[len(s)-1]
+	t.Fatalf("the tap saw no request under %s", prefix)
+	return seen{}
 }
 
 // managementCalls counts the Management API requests (paths under /api/) the tap saw.

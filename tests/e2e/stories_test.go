@@ -73,6 +73,7 @@ func runStories(t *testing.T, h *harness, tr traits) {
 		{"CreateOrganizationMakesCreatorAdmin", storyCreateOrganization},
 		{"AdminBulkCreate", storyBulkCreate},
 		{"ClientIdentityHeadersDoNotSurvive", storyForgedHeaders},
+		{"PathTricksNeverReachLogto", storyPathTricks},
 		{"MgmtproxyWithoutDecisionIs403", storyNoDecision},
 		{"DecisionReplayIs403", storyReplay},
 	} {
@@ -176,6 +177,15 @@ func storyAddMember(t *testing.T, h *harness, tr traits) {
 	if got.status != http.StatusCreated && got.status != http.StatusOK {
 		t.Fatalf("alice: POST %s = %d, want 201 (answer %q)", path, got.status, got.body)
 	}
+	// Logto got exactly the approved request, with mgmtproxy's credentials, not alice's.
+	sent := h.logto.last(t, "/api/")
+	if sent.method != "POST" || sent.target != path {
+		t.Errorf("Logto got %s %s, want POST %s", sent.method, sent.target, path)
+	}
+	if auth := sent.header.Get("Authorization"); !strings.HasPrefix(auth, "Bearer ") || strings.Contains(auth, tok) {
+		t.Errorf("Logto got Authorization of %d bytes, want mgmtproxy's bearer token", len(auth))
+	}
+
 	got = h.call(t, "GET", path, tok, nil)
 	wantStatus(t, "alice: GET "+path, got, http.StatusOK)
 	var members []entity
@@ -283,6 +293,32 @@ type entity struct {
 	} `json:"organizationRoles"`
 }
 
+func storyPathTricks(t *testing.T, h *harness, tr traits) {
+	tok := h.aliceOrg(t)
+	acme := "/api/organizations/" + h.acme()
+	noManagementCalls(t, h, func() {
+		for _, target := range []string{
+			acme + "/users/../../" + otherOrg + "/users",
+			acme + "/users/%2e%2e/%2e%2e/" + otherOrg + "/users",
+			"/api/organizations/" + otherOrg + "%2Fusers",
+			acme + "%2F..%2F" + otherOrg + "/users",
+			acme + "/users/./",
+			acme + "//users",
+			acme + "/users/",
+			acme + "/users;jsessionid=x",
+			strings.ToUpper(acme) + "/users",
+			"/API/organizations/" + h.acme() + "/users",
+			"/x/../api/organizations/" + otherOrg + "/users",
+			"/health?next=" + acme + "/users",
+		} {
+			got := h.call(t, "POST", target, tok, map[string]any{"userIds": []string{h.user("carol")}})
+			if got.status < 400 {
+				t.Errorf("POST %s = %d, want a 4xx (or nginx's 500)", target, got.status)
+			}
+		}
+	})
+}
+
 // identityHeaders are the headers the sidecar sets and mgmtproxy trusts.
 var identityHeaders = []string{
 	"X-Orgauthz-Decision", "X-Orgauthz-Decision-Id", "X-Orgauthz-Subject",
@@ -303,7 +339,7 @@ func storyForgedHeaders(t *testing.T, h *harness, tr traits) {
 	)
 	wantStatus(t, "alice with forged identity headers: GET "+path, got, http.StatusOK)
 
-	seen := h.app.last(t)
+	seen := h.app.last(t, "/")
 	for _, c := range []struct{ name, want string }{
 		{"X-Orgauthz-Subject", h.user("alice")},
 		{"X-Orgauthz-Organization-Id", h.acme()},
@@ -370,7 +406,7 @@ func storyReplay(t *testing.T, h *harness, tr traits) {
 	for range 2 {
 		got := h.call(t, "GET", path, tok, nil)
 		wantStatus(t, "GET "+path+" (held at the tap)", got, http.StatusNoContent)
-		captured = append(captured, identity(h.app.last(t).header))
+		captured = append(captured, identity(h.app.last(t, "/").header))
 	}
 	h.app.hold.Store(false)
 
