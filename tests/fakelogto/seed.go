@@ -30,7 +30,15 @@ func (s *Server) addApp(id, secret, typ string, mgmt bool) string {
 	if secret == "" {
 		panic("fakelogto: an application needs a secret")
 	}
-	s.t.apps[id] = &application{id: id, secret: secret, typ: typ, managementAPI: mgmt}
+	custom := []byte("{}")
+	if typ == appTraditional {
+		custom = []byte(`{"allowTokenExchange":true}`)
+	}
+	s.t.apps[id] = &application{
+		id: id, secret: secret, typ: typ, name: id, createdAt: s.now().UnixMilli(), seq: s.t.next(),
+		oidcClientMetadata: []byte(`{"redirectUris":[],"postLogoutRedirectUris":[]}`), customClientMetadata: custom,
+		tokenExchange: typ == appTraditional, managementAPI: mgmt,
+	}
 	return id
 }
 
@@ -130,6 +138,9 @@ func (s *Server) addOrgRole(id, name, typ string, scopes []string) string {
 	if s.t.orgRoleByName(name) != nil {
 		panic(fmt.Sprintf("fakelogto: organization role %q already exists", name))
 	}
+	for _, p := range scopes {
+		s.t.permission(p, s.now().UnixMilli())
+	}
 	s.t.orgRoles[id] = &orgRole{id: id, name: name, typ: typ, scopes: appendNew(nil, scopes...), resourceScopes: map[string][]string{}}
 	return id
 }
@@ -161,10 +172,14 @@ func (s *Server) addResourceLocked(indicator string, scopes []string) {
 	}
 	r := s.t.resources[indicator]
 	if r == nil {
-		r = &apiResource{id: newID(longIDLen), indicator: indicator}
+		r = &apiResource{id: newID(longIDLen), name: indicator, indicator: indicator, accessTokenTTL: 3600, seq: s.t.next()}
 		s.t.resources[indicator] = r
 	}
-	r.scopes = appendNew(r.scopes, scopes...)
+	for _, name := range scopes {
+		if r.scopeNamed(name) == nil {
+			r.scopes = append(r.scopes, &scope{id: newID(longIDLen), resourceID: r.id, name: name, createdAt: s.now().UnixMilli()})
+		}
+	}
 }
 
 // AddGlobalRole adds a global (tenant) role with permissions of one API resource and returns
@@ -182,7 +197,7 @@ func (s *Server) AddGlobalRoleWithID(id, name, resource string, scopes ...string
 		panic(fmt.Sprintf("fakelogto: role %q already exists", name))
 	}
 	s.addResourceLocked(resource, scopes)
-	s.t.globalRoles[id] = &globalRole{id: id, name: name, resource: resource, scopes: appendNew(nil, scopes...)}
+	s.t.globalRoles[id] = &globalRole{id: id, name: name, typ: globalRoleUser, scopes: map[string][]string{resource: appendNew(nil, scopes...)}}
 	return id
 }
 

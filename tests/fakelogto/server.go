@@ -89,7 +89,7 @@ func New(cfg Config) (*Server, error) {
 		baseURL:  strings.TrimSuffix(cfg.PublicURL, "/"),
 		listener: ln,
 		keys:     keySet{keys: []*signingKey{key}},
-		t:        newTenant(),
+		t:        newTenant(cfg.ManagementResource, cfg.Now().UnixMilli()),
 		faults:   map[Target]*Fault{},
 		limits:   map[Target]*rateLimit{},
 		calls:    map[Target]int{},

@@ -82,21 +82,50 @@ type orgRole struct {
 	name           string
 	description    *string
 	typ            string
-	scopes         []string            // organization permissions
+	scopes         []string            // organization permission names
 	resourceScopes map[string][]string // API resource indicator → permissions
 }
 
-type apiResource struct {
-	id        string
-	indicator string
-	scopes    []string
+// scope is a permission entity: an organization permission (resourceID "") or a permission
+// of an API resource.
+type scope struct {
+	id          string
+	resourceID  string
+	name        string
+	description *string
+	createdAt   int64
 }
 
+type apiResource struct {
+	id             string
+	name           string
+	indicator      string
+	accessTokenTTL int64
+	seq            int64
+	scopes         []*scope
+}
+
+func (r *apiResource) scopeNamed(name string) *scope {
+	for _, sc := range r.scopes {
+		if sc.name == name {
+			return sc
+		}
+	}
+	return nil
+}
+
+// Global role types.
+const (
+	globalRoleUser    = "User"
+	globalRoleMachine = "MachineToMachine"
+)
+
 type globalRole struct {
-	id       string
-	name     string
-	resource string
-	scopes   []string
+	id          string
+	name        string
+	description *string
+	typ         string
+	scopes      map[string][]string // API resource indicator → permissions
 }
 
 // Application kinds.
@@ -106,10 +135,19 @@ const (
 )
 
 type application struct {
-	id     string
-	secret string
-	typ    string
-	// managementAPI is true for M2M apps holding a role with the Management API "all" scope.
+	id                   string
+	secret               string
+	typ                  string
+	name                 string
+	description          *string
+	oidcClientMetadata   json.RawMessage
+	customClientMetadata json.RawMessage
+	createdAt            int64
+	seq                  int64
+	// tokenExchange is customClientMetadata.allowTokenExchange of a traditional app.
+	tokenExchange bool
+	// managementAPI is set by AddM2MApp: the app holds the Management API "all" scope without
+	// a visible role (apps created through the API get it from a role instead).
 	managementAPI bool
 	globalRoles   []string // role IDs
 }
@@ -122,6 +160,8 @@ type subjectToken struct {
 
 // tenant is the emulator's data, guarded by Server.mu.
 type tenant struct {
+	seq         int64 // creation counter, for Logto's listing orders
+	permissions map[string]*scope // organization permissions by name
 	users       map[string]*user
 	orgs        map[string]*organization
 	orgRoles    map[string]*orgRole // by ID
@@ -131,8 +171,15 @@ type tenant struct {
 	subjects    map[string]*subjectToken
 }
 
-func newTenant() *tenant {
-	return &tenant{
+// Logto's built-in Management API resource and its one scope.
+const (
+	managementResourceID = "management-api"
+	managementScopeID    = "management-api-all"
+)
+
+func newTenant(managementIndicator string, now int64) *tenant {
+	t := &tenant{
+		permissions: map[string]*scope{},
 		users:       map[string]*user{},
 		orgs:        map[string]*organization{},
 		orgRoles:    map[string]*orgRole{},
@@ -141,6 +188,49 @@ func newTenant() *tenant {
 		apps:        map[string]*application{},
 		subjects:    map[string]*subjectToken{},
 	}
+	desc := "Default scope for Management API, allows all permissions."
+	t.resources[managementIndicator] = &apiResource{
+		id: managementResourceID, name: "Logto Management API", indicator: managementIndicator,
+		accessTokenTTL: 3600, seq: t.next(),
+		scopes: []*scope{{id: managementScopeID, resourceID: managementResourceID, name: "all", description: &desc, createdAt: now}},
+	}
+	return t
+}
+
+func (t *tenant) next() int64 {
+	t.seq++
+	return t.seq
+}
+
+// permission returns the organization permission called name, creating it if needed.
+func (t *tenant) permission(name string, now int64) *scope {
+	p := t.permissions[name]
+	if p == nil {
+		p = &scope{id: newID(longIDLen), name: name, createdAt: now}
+		t.permissions[name] = p
+	}
+	return p
+}
+
+// resourceScope finds an API resource permission by ID.
+func (t *tenant) resourceScope(id string) (*apiResource, *scope) {
+	for _, r := range t.resources {
+		for _, sc := range r.scopes {
+			if sc.id == id {
+				return r, sc
+			}
+		}
+	}
+	return nil, nil
+}
+
+func (t *tenant) resourceByID(id string) *apiResource {
+	for _, r := range t.resources {
+		if r.id == id {
+			return r
+		}
+	}
+	return nil
 }
 
 func (t *tenant) orgRoleByName(name string) *orgRole {
@@ -214,8 +304,8 @@ func (t *tenant) userGlobalScopes(userID, resource string) []string {
 	var out []string
 	if u := t.users[userID]; u != nil {
 		for _, id := range u.globalRoles {
-			if r := t.globalRoles[id]; r != nil && r.resource == resource {
-				out = appendNew(out, r.scopes...)
+			if r := t.globalRoles[id]; r != nil {
+				out = appendNew(out, r.scopes[resource]...)
 			}
 		}
 	}
@@ -231,8 +321,8 @@ func (t *tenant) userGlobalScopes(userID, resource string) []string {
 func (t *tenant) appGlobalScopes(app *application, resource string) []string {
 	var out []string
 	for _, id := range app.globalRoles {
-		if r := t.globalRoles[id]; r != nil && r.resource == resource {
-			out = appendNew(out, r.scopes...)
+		if r := t.globalRoles[id]; r != nil {
+			out = appendNew(out, r.scopes[resource]...)
 		}
 	}
 	return out

@@ -184,7 +184,7 @@ func splitScope(scope string) []string {
 }
 
 func (s *Server) knownResource(indicator string) bool {
-	return indicator == s.cfg.ManagementResource || s.t.resources[indicator] != nil
+	return s.t.resources[indicator] != nil
 }
 
 // tokenResponse is a successful token endpoint answer.
@@ -251,12 +251,11 @@ func (s *Server) clientCredentials(app *application, form url.Values) (tokenResp
 		} else {
 			granted = s.t.orgResourceScopes(org.apps[app.id], g.resource)
 		}
-	} else if g.resource == s.cfg.ManagementResource {
-		if app.managementAPI {
-			granted = []string{"all"}
-		}
 	} else {
 		granted = s.t.appGlobalScopes(app, g.resource)
+		if app.managementAPI && g.resource == s.cfg.ManagementResource {
+			granted = appendNew(granted, "all")
+		}
 	}
 	g.scope = intersect(g.requested, granted)
 	tok, err := s.signGrant(g)
@@ -267,7 +266,7 @@ func (s *Server) clientCredentials(app *application, form url.Values) (tokenResp
 }
 
 func (s *Server) tokenExchange(app *application, form url.Values) (tokenResponse, *oidcError) {
-	if app.typ != appTraditional {
+	if app.typ != appTraditional || !app.tokenExchange {
 		return tokenResponse{}, errGrantNotAllowed
 	}
 	subject := form.Get("subject_token")
