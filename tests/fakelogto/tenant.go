@@ -160,7 +160,7 @@ type subjectToken struct {
 
 // tenant is the emulator's data, guarded by Server.mu.
 type tenant struct {
-	seq         int64 // creation counter, for Logto's listing orders
+	seq         int64             // creation counter, for Logto's listing orders
 	permissions map[string]*scope // organization permissions by name
 	users       map[string]*user
 	orgs        map[string]*organization
