@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/open-policy-agent/opa/v1/ast"
 	"sigs.k8s.io/yaml"
 )
 
@@ -335,6 +336,13 @@ func TestKubernetesManifests(t *testing.T) {
 		}
 		if get(s, "data") != nil {
 			t.Errorf("secret %v has base64 data; commit placeholders only", get(s, "metadata", "name"))
+		}
+	}
+
+	cm := byKind(ds, "ConfigMap")[0]
+	for name, src := range get(cm, "data").(map[string]any) {
+		if _, err := ast.CompileModules(map[string]string{name: str(src)}); err != nil {
+			t.Errorf("ConfigMap %s does not compile: %v", name, err)
 		}
 	}
 
