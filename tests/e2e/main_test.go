@@ -1,6 +1,12 @@
 // Package e2e runs the user stories of orgauthz through the real binaries: the Logto emulator,
 // the sidecar and mgmtproxy as processes on loopback, entered through the Envoy-faithful
 // ext_authz client over gRPC, through Caddy, and through nginx and Envoy when installed.
+//
+// Run it with `make e2e` (go test ./tests/e2e/). Caddy comes from $ORGAUTHZ_CADDY or bin/caddy,
+// built from tests/caddy when missing (minutes, the first time: `make caddy` does it ahead); in
+// CI (CI=true) a missing Caddy fails the run, elsewhere its tests are skipped. nginx and Envoy
+// run when they are on PATH. On failure the logs of every process stay in the temp directory
+// the run prints.
 package e2e
 
 import (
