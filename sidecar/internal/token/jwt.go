@@ -195,6 +195,9 @@ func decodeValue(dec *json.Decoder, depth int) (any, error) {
 				return nil, errors.New("invalid JSON")
 			}
 			k := kt.(string) // the decoder only yields string keys inside an object
+			if depth == 0 {
+				k = internClaimName(k)
+			}
 			if _, dup := m[k]; dup {
 				return nil, fmt.Errorf("duplicate key %.40q", k)
 			}
@@ -304,4 +307,38 @@ func splitScopes(s string) []string {
 		}
 	}
 	return slices.Clip(scopes)
+}
+
+// internClaimName returns the constant for a registered or Logto claim name, so that the many
+// cached claim maps share their keys' bytes instead of holding a copy each.
+func internClaimName(k string) string {
+	switch k {
+	case "iss":
+		return "iss"
+	case "sub":
+		return "sub"
+	case "aud":
+		return "aud"
+	case "exp":
+		return "exp"
+	case "nbf":
+		return "nbf"
+	case "iat":
+		return "iat"
+	case "jti":
+		return "jti"
+	case "scope":
+		return "scope"
+	case "client_id":
+		return "client_id"
+	case "organization_id":
+		return "organization_id"
+	case "alg":
+		return "alg"
+	case "typ":
+		return "typ"
+	case "kid":
+		return "kid"
+	}
+	return k
 }

@@ -19,6 +19,9 @@ type Verifier struct {
 	issuers map[string]*issuer
 	cache   *lru.Cache[[sha256.Size]byte, *entry] // nil when disabled
 	stats   counters
+	// shared holds the configured issuers and resources boxed once: cached claim maps point at
+	// these instead of holding a copy each.
+	shared map[string]any
 }
 
 // issuer is one accepted issuer: its key set and the go-oidc verifier over it.
@@ -30,7 +33,7 @@ type issuer struct {
 // entry is a cached verification. It is valid while now < until and its key is still the one the
 // issuer's current set holds under its kid.
 type entry struct {
-	claims *Claims
+	claims Claims // by value: one allocation per cached verification
 	keys   *keySet
 	key    *verifyKey
 	until  time.Time // exp + skew
@@ -63,7 +66,10 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	v := &Verifier{cfg: cfg, issuers: make(map[string]*issuer, len(cfg.Issuers))}
+	v := &Verifier{cfg: cfg, issuers: make(map[string]*issuer, len(cfg.Issuers)), shared: make(map[string]any)}
+	for _, s := range append([]string{cfg.APIResource, cfg.AdminResource}, cfg.Issuers...) {
+		v.shared[s] = s
+	}
 	if cfg.CacheSize > 0 {
 		c, err := lru.New[[sha256.Size]byte, *entry](cfg.CacheSize)
 		if err != nil {
@@ -137,13 +143,11 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 	}
 	var key [sha256.Size]byte
 	if v.cache != nil {
-		// The digest only reads the bytes; viewing the string without a copy keeps the hit path
-		// free of allocations.
-		key = sha256.Sum256(unsafe.Slice(unsafe.StringData(raw), len(raw)))
+		key = cacheKey(raw)
 		if e, ok := v.cache.Get(key); ok {
 			if v.cfg.Now().Before(e.until) && e.keys.current(e.key.kid) == e.key {
 				v.stats.cacheHits.Add(1)
-				return e.claims, nil
+				return &e.claims, nil
 			}
 			v.cache.Remove(key) // expired or its key is gone: verify afresh for the right reason
 		}
@@ -158,7 +162,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 	if v.cache != nil {
 		v.cache.Add(key, e)
 	}
-	return e.claims, nil
+	return &e.claims, nil
 }
 
 func (v *Verifier) verify(ctx context.Context, raw string) (*entry, error) {
@@ -190,29 +194,36 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*entry, error) {
 		}
 		return nil, fail(ReasonClaims, "%w", err) // signed, but go-oidc could not read its claims
 	}
-	c, until, err := v.claims(p.payload, iss)
-	if err != nil {
+	e := &entry{keys: is.keys, key: out.key}
+	if e.until, err = v.claims(&e.claims, p.payload); err != nil {
 		return nil, err
 	}
-	c.KeyID = out.key.kid
-	return &entry{claims: c, keys: is.keys, key: out.key, until: until}, nil
+	e.claims.KeyID = out.key.kid
+	return e, nil
 }
 
-// claims checks the verified payload's types, times and audience and builds the Claims. until is
-// when a cached verification stops being valid.
-func (v *Verifier) claims(m map[string]any, iss string) (c *Claims, until time.Time, err error) {
-	var sub, clientID, scope, orgID string
+// claims checks the verified payload's types, times and audience and fills c. until is when a
+// cached verification stops being valid.
+func (v *Verifier) claims(c *Claims, m map[string]any) (until time.Time, err error) {
+	for _, name := range []string{"iss", "aud"} {
+		if s, ok := m[name].(string); ok {
+			if b, ok := v.shared[s]; ok && s != "" {
+				m[name] = b
+			}
+		}
+	}
+	var iss, sub, clientID, scope, orgID string
 	for _, s := range []struct {
 		name     string
 		dst      *string
 		required bool
 	}{
-		{"sub", &sub, true}, {"client_id", &clientID, true}, {"jti", nil, false},
+		{"iss", &iss, true}, {"sub", &sub, true}, {"client_id", &clientID, true}, {"jti", nil, false},
 		{"scope", &scope, false}, {"organization_id", &orgID, false},
 	} {
 		val, err := stringClaim(m, s.name, s.required)
 		if err != nil {
-			return nil, time.Time{}, err
+			return time.Time{}, err
 		}
 		if s.dst != nil {
 			*s.dst = val
@@ -220,39 +231,39 @@ func (v *Verifier) claims(m map[string]any, iss string) (c *Claims, until time.T
 	}
 	_, hasOrgID := m["organization_id"]
 	if hasOrgID && !validOrganizationID(orgID) {
-		return nil, time.Time{}, fail(ReasonClaims, "organization_id is not an organization id")
+		return time.Time{}, fail(ReasonClaims, "organization_id is not an organization id")
 	}
 	exp, _, err := timeClaim(m, "exp", true, false)
 	if err != nil {
-		return nil, time.Time{}, err
+		return time.Time{}, err
 	}
 	iat, _, err := timeClaim(m, "iat", true, true)
 	if err != nil {
-		return nil, time.Time{}, err
+		return time.Time{}, err
 	}
 	nbf, hasNBF, err := timeClaim(m, "nbf", false, true)
 	if err != nil {
-		return nil, time.Time{}, err
+		return time.Time{}, err
 	}
 	now, skew := v.cfg.Now(), v.cfg.ClockSkew
 	until = time.Unix(exp, 0).Add(skew)
 	switch {
 	case !now.Before(until): // exp > now - skew
-		return nil, time.Time{}, fail(ReasonExpired, "expired at %d", exp)
+		return time.Time{}, fail(ReasonExpired, "expired at %d", exp)
 	case hasNBF && time.Unix(nbf, 0).After(now.Add(skew)):
-		return nil, time.Time{}, fail(ReasonNotYetValid, "not valid before %d", nbf)
+		return time.Time{}, fail(ReasonNotYetValid, "not valid before %d", nbf)
 	case time.Unix(iat, 0).After(now.Add(skew)):
-		return nil, time.Time{}, fail(ReasonIssuedInFuture, "issued at %d", iat)
+		return time.Time{}, fail(ReasonIssuedInFuture, "issued at %d", iat)
 	}
 	aud, ok := m["aud"].(string) // an array, even of one, is refused: Logto always sends a string
 	if !ok {
-		return nil, time.Time{}, fail(ReasonAudience, "aud is not a single string")
+		return time.Time{}, fail(ReasonAudience, "aud is not a single string")
 	}
 	kind, ctxOrg, err := v.classify(aud, hasOrgID, orgID)
 	if err != nil {
-		return nil, time.Time{}, err
+		return time.Time{}, err
 	}
-	return &Claims{
+	*c = Claims{
 		Kind:           kind,
 		Issuer:         iss,
 		Subject:        sub,
@@ -264,7 +275,8 @@ func (v *Verifier) claims(m map[string]any, iss string) (c *Claims, until time.T
 		IssuedAt:       iat,
 		ExpiresAt:      exp,
 		Raw:            m,
-	}, until, nil
+	}
+	return until, nil
 }
 
 // classify maps the audience to a token kind (DESIGN "Token kinds") and returns the org context.
@@ -301,4 +313,12 @@ func validOrganizationID(id string) bool {
 		}
 	}
 	return true
+}
+
+// cacheKey is the SHA-256 of the exact token: a fixed 32 bytes per entry instead of the token, and
+// collision resistant, so a hit means these very bytes were verified.
+func cacheKey(raw string) [sha256.Size]byte {
+	// The digest only reads the bytes; viewing the string without a copy keeps the hit path free
+	// of allocations.
+	return sha256.Sum256(unsafe.Slice(unsafe.StringData(raw), len(raw)))
 }
