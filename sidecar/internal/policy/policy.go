@@ -1,0 +1,260 @@
+// Package policy evaluates the authorization policy: Rego modules and their
+// data read from a directory, compiled strictly, prepared once and swapped
+// atomically when the directory changes.
+//
+// A policy may not call builtins that reach the network or expose the
+// process (http.send, net.lookup_ip_addr, opa.runtime): it runs on every
+// request, and a security team's policy must not call out. A policy that
+// uses them fails to load, exactly as a syntax error does.
+package policy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/loader"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+)
+
+// DefaultQuery is the document the sidecar asks for.
+const DefaultQuery = "data.orgauthz.decision"
+
+// ErrNotReady is returned by Eval before a policy has loaded.
+var ErrNotReady = errors.New("policy: no policy loaded")
+
+// Options tune an Engine. The zero value is ready to use.
+type Options struct {
+	// Query is the data reference evaluated for each request. Default
+	// DefaultQuery.
+	Query string
+	// Now is the evaluation time seen by time builtins. Default time.Now.
+	Now func() time.Time
+}
+
+// Stats describe the engine's reload history.
+type Stats struct {
+	Reloads        uint64    // successful loads that installed a new policy
+	ReloadFailures uint64    // loads rejected (the previous policy kept serving)
+	LastReload     time.Time // when the current policy was installed
+	Revision       string    // hex SHA-256 of the loaded files' names and contents
+}
+
+// Engine holds the current prepared policy. It is safe for concurrent use:
+// Eval runs lock-free on the policy installed when it starts, while Load and
+// Watch replace it.
+type Engine struct {
+	dir   string
+	query string
+	now   func() time.Time
+
+	current atomic.Pointer[prepared]
+
+	loadMu    sync.Mutex // serialises loads
+	failedRev string     // revision of the last rejected tree, guarded by loadMu
+	failedErr error      // its error, guarded by loadMu
+	statsMu   sync.Mutex
+	stats     Stats
+}
+
+// prepared is one loaded policy.
+type prepared struct {
+	query    rego.PreparedEvalQuery
+	revision string
+}
+
+// New returns an Engine for the policy directory dir. It loads nothing:
+// call Load (and Watch to follow changes).
+func New(dir string, opts Options) *Engine {
+	e := &Engine{dir: dir, query: opts.Query, now: opts.Now}
+	if e.query == "" {
+		e.query = DefaultQuery
+	}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	return e
+}
+
+// Ready reports whether a policy is loaded.
+func (e *Engine) Ready() bool { return e.current.Load() != nil }
+
+// Stats returns a snapshot of the reload counters.
+func (e *Engine) Stats() Stats {
+	e.statsMu.Lock()
+	defer e.statsMu.Unlock()
+	return e.stats
+}
+
+// Load reads the directory (recursively: *.rego except *_test.rego, and
+// data.json / data.yaml, whose directory names their place under data),
+// compiles it strictly and prepares the query. On success the new policy
+// replaces the old one atomically; on failure the last good policy keeps
+// serving and the error is returned.
+func (e *Engine) Load(ctx context.Context) error {
+	_, err := e.load(ctx)
+	return err
+}
+
+// load is Load, also reporting whether anything changed: a tree identical to
+// the loaded one (or to the last rejected one) is not compiled again.
+func (e *Engine) load(ctx context.Context) (changed bool, err error) {
+	e.loadMu.Lock()
+	defer e.loadMu.Unlock()
+
+	snap, err := readDir(e.dir)
+	if err == nil {
+		if cur := e.current.Load(); cur != nil && cur.revision == snap.revision {
+			return false, nil
+		}
+		if e.failedErr != nil && e.failedRev == snap.revision {
+			return false, e.failedErr
+		}
+	}
+	var pq rego.PreparedEvalQuery
+	if err == nil {
+		pq, err = prepare(ctx, e.dir, snap, e.query)
+	}
+	if err != nil {
+		e.failedErr = err
+		e.failedRev = ""
+		if snap != nil {
+			e.failedRev = snap.revision
+		}
+		e.statsMu.Lock()
+		e.stats.ReloadFailures++
+		e.statsMu.Unlock()
+		return true, err
+	}
+	e.failedErr, e.failedRev = nil, ""
+	e.current.Store(&prepared{query: pq, revision: snap.revision})
+	e.statsMu.Lock()
+	e.stats.Reloads++
+	e.stats.LastReload = time.Now()
+	e.stats.Revision = snap.revision
+	e.statsMu.Unlock()
+	return true, nil
+}
+
+// Check reads and compiles the policy in dir as Load does, without an
+// Engine: for `sidecar --check` and CI.
+func Check(ctx context.Context, dir string) error {
+	snap, err := readDir(dir)
+	if err != nil {
+		return err
+	}
+	_, err = prepare(ctx, dir, snap, DefaultQuery)
+	return err
+}
+
+// prepare compiles the snapshot of dir and prepares query against it.
+func prepare(ctx context.Context, dir string, snap *snapshot, query string) (rego.PreparedEvalQuery, error) {
+	var pq rego.PreparedEvalQuery
+	ref, err := ast.ParseRef(query)
+	if err != nil || !ref.HasPrefix(ast.DefaultRootRef) {
+		return pq, fmt.Errorf("policy: query %q is not a reference under data", query)
+	}
+	caps := capabilities()
+	res, err := loader.NewFileLoader().
+		WithFS(snap.files).
+		WithRegoVersion(ast.RegoV1).
+		WithCapabilities(caps).
+		WithProcessAnnotation(true).
+		Filtered([]string{"."}, nil)
+	if err != nil {
+		return pq, fmt.Errorf("policy: load %s: %w", dir, err)
+	}
+	if err := checkDataObjects(snap.files, res.Documents); err != nil {
+		return pq, fmt.Errorf("policy: load %s: %w", dir, err)
+	}
+	compiler := ast.NewCompiler().
+		WithStrict(true).
+		WithCapabilities(caps).
+		WithEnablePrintStatements(false)
+	compiler.Compile(res.ParsedModules())
+	if compiler.Failed() {
+		return pq, fmt.Errorf("policy: compile %s: %w", dir, compiler.Errors)
+	}
+	if len(compiler.GetRules(ref)) == 0 {
+		return pq, fmt.Errorf("policy: compile %s: no rule defines %s", dir, query)
+	}
+	// Data read as AST values: no per-request conversion of the route table.
+	store := inmem.NewFromObjectWithOpts(res.Documents,
+		inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true))
+	pq, err = rego.New(
+		rego.Query(query),
+		rego.Compiler(compiler),
+		rego.Store(store),
+		rego.Capabilities(caps),
+		rego.SetRegoVersion(ast.RegoV1),
+		rego.Strict(true),
+		rego.StrictBuiltinErrors(true),
+		rego.GenerateJSON(keepValue),
+	).PrepareForEval(ctx)
+	if err != nil {
+		return pq, fmt.Errorf("policy: prepare %s: %w", query, err)
+	}
+	return pq, nil
+}
+
+// keepValue hands results back as AST values: Eval reads the decision
+// straight from them instead of converting to Go maps first.
+func keepValue(t *ast.Term, _ *rego.EvalContext) (any, error) { return t.Value, nil }
+
+// deniedBuiltins reach outside the process or expose it.
+var deniedBuiltins = []string{"http.send", "net.lookup_ip_addr", "opa.runtime"}
+
+// capabilities are this OPA version's, minus deniedBuiltins and with no
+// network hosts allowed.
+var capabilities = sync.OnceValue(func() *ast.Capabilities {
+	caps := ast.CapabilitiesForThisVersion()
+	caps.Builtins = slices.DeleteFunc(caps.Builtins, func(b *ast.Builtin) bool {
+		return slices.Contains(deniedBuiltins, b.Name)
+	})
+	caps.AllowNet = []string{}
+	return caps
+})
+
+// Eval evaluates the query for input and returns the policy's decision. Any
+// failure — no policy, an evaluation error, an undefined, conflicting or
+// malformed result — is an error, never a Decision.
+func (e *Engine) Eval(ctx context.Context, input ast.Value) (d Decision, err error) {
+	p := e.current.Load()
+	if p == nil {
+		return Decision{}, ErrNotReady
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			d, err = Decision{}, fmt.Errorf("policy: evaluation panicked: %v", r)
+		}
+	}()
+	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(input), rego.EvalTime(e.now()))
+	if err != nil {
+		return Decision{}, fmt.Errorf("policy: eval: %w", err)
+	}
+	switch len(rs) {
+	case 0:
+		return Decision{}, fmt.Errorf("policy: %s is undefined", e.query)
+	case 1:
+	default:
+		return Decision{}, fmt.Errorf("policy: %s has %d results", e.query, len(rs))
+	}
+	if len(rs[0].Expressions) != 1 {
+		return Decision{}, fmt.Errorf("policy: %s has %d expressions", e.query, len(rs[0].Expressions))
+	}
+	v, ok := rs[0].Expressions[0].Value.(ast.Value)
+	if !ok {
+		return Decision{}, fmt.Errorf("policy: %s: unexpected result type %T", e.query, rs[0].Expressions[0].Value)
+	}
+	d, err = parseDecision(v)
+	if err != nil {
+		return Decision{}, fmt.Errorf("policy: %s: %w", e.query, err)
+	}
+	return d, nil
+}
