@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -299,6 +300,20 @@ func (c *Chain) Close() error {
 	}
 	c.procs = nil
 	return errors.Join(errs...)
+}
+
+// Kill kills a part ("fakelogto", "sidecar", "mgmtproxy" or the front proxy's name) at once,
+// as a crash would, and waits for it to be gone. The rest keeps running.
+func (c *Chain) Kill(part string) error {
+	for i, p := range c.procs {
+		if p.name == part {
+			p.cmd.Process.Kill()
+			<-p.done
+			c.procs = slices.Delete(c.procs, i, i+1)
+			return nil
+		}
+	}
+	return fmt.Errorf("chain: no part %q", part)
 }
 
 // Wait blocks until ctx ends (nil) or a part exits on its own (an error naming it).

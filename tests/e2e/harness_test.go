@@ -242,10 +242,13 @@ func newRequest(t *testing.T, method, target, token string, body any, extra ...s
 }
 
 // tap is a reverse proxy that records what passes through it. When holding, it records a
-// request and answers 204 itself, so a decision it carried stays unused.
+// request and answers 204 itself, so a decision it carried stays unused; when dropping, it
+// closes the connection of every request under /api/ without an answer, as a crashed
+// upstream would.
 type tap struct {
 	srv  *httptest.Server
 	hold atomic.Bool
+	drop atomic.Bool
 
 	mu   sync.Mutex
 	seen []seen
@@ -272,9 +275,12 @@ func newTap(t *testing.T, target string) *tap {
 		tp.mu.Lock()
 		tp.seen = append(tp.seen, seen{method: r.Method, target: r.RequestURI, header: r.Header.Clone()})
 		tp.mu.Unlock()
-		if tp.hold.Load() {
+		switch {
+		case tp.hold.Load():
 			w.WriteHeader(http.StatusNoContent)
 			return
+		case tp.drop.Load() && strings.HasPrefix(r.URL.Path, "/api/"):
+			panic(http.ErrAbortHandler) // net/http closes the connection, logs nothing
 		}
 		proxy.ServeHTTP(w, r)
 	}))

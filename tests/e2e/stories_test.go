@@ -76,6 +76,9 @@ func runStories(t *testing.T, h *harness, tr traits) {
 		{"PathTricksNeverReachLogto", storyPathTricks},
 		{"MgmtproxyWithoutDecisionIs403", storyNoDecision},
 		{"DecisionReplayIs403", storyReplay},
+		{"LogtoFailureIs5xx", storyLogtoFailure},
+		// Last: it kills the sidecar.
+		{"SidecarDownFailsClosed", storySidecarDown},
 	} {
 		t.Run(s.name, func(t *testing.T) { s.run(t, h, tr) })
 	}
@@ -428,6 +431,42 @@ func storyReplay(t *testing.T, h *harness, tr traits) {
 	noManagementCalls(t, h, func() {
 		got := h.direct(t, "GET", path, captured[1])
 		wantStatus(t, "decision used a second time", got, http.StatusForbidden)
+	})
+}
+
+func storyLogtoFailure(t *testing.T, h *harness, tr traits) {
+	tok := h.aliceOrg(t)
+	path := "/api/organizations/" + h.acme() + "/users"
+	h.logto.drop.Store(true)
+	defer h.logto.drop.Store(false)
+	got := h.call(t, "GET", path, tok, nil)
+	wantStatus(t, "GET "+path+" while Logto drops connections", got, http.StatusBadGateway)
+	var body struct {
+		Code string `json:"code"`
+	}
+	got.decodeJSON(t, &body)
+}
+
+func storySidecarDown(t *testing.T, h *harness, tr traits) {
+	tok := h.aliceOrg(t)
+	path := "/api/organizations/" + h.acme() + "/users"
+	if err := h.chain.Kill("sidecar"); err != nil {
+		t.Fatal(err)
+	}
+	noManagementCalls(t, h, func() {
+		for _, c := range []struct {
+			method string
+			body   any
+		}{
+			{"GET", nil},
+			{"POST", map[string]any{"userIds": []string{h.user("carol")}}},
+		} {
+			method := c.method
+			got := h.call(t, method, path, tok, c.body)
+			if got.status < 500 {
+				t.Errorf("%s %s with the sidecar down = %d, want a 5xx", method, path, got.status)
+			}
+		}
 	})
 }
 
