@@ -278,3 +278,50 @@ func TestDialUnreachableIsStatusOnError(t *testing.T) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestClientDoForwardsTheCheckedTarget: the upstream sees byte for byte the path the sidecar
+// approved, including targets url.URL would rewrite.
+func TestClientDoForwardsTheCheckedTarget(t *testing.T) {
+	tests := []struct {
+		target, want string
+		normalize    bool
+		wantStatus   int
+	}{
+		{target: "/api/organizations/o1/users?page=1&q=%2F", want: "/api/organizations/o1/users?page=1&q=%2F", wantStatus: 201},
+		{target: "/api/organizations/o1;x=1", want: "/api/organizations/o1;x=1", wantStatus: 201},
+		{target: "/api/Organizations/%6F1", want: "/api/Organizations/%6F1", wantStatus: 201},
+		{target: "/api/x/../organizations//o1", want: "/api/organizations/o1", normalize: true, wantStatus: 201},
+		{target: "/api/organizations/A%2F..%2FB", normalize: true, wantStatus: 400},
+	}
+	for _, tc := range tests {
+		t.Run(tc.target, func(t *testing.T) {
+			s := &authServer{answer: allow}
+			c := newClient(t, s, Options{NormalizePath: tc.normalize})
+			up := newUpstream(t)
+			r := newRequest(t, "GET", up.srv.URL+"/ignored", "")
+			r.RequestURI = tc.target
+			resp, err := c.Do(r, http.DefaultTransport)
+			if err != nil {
+				t.Fatalf("Do: %v", err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.wantStatus {
+				t.Fatalf("Do = %d, want %d", resp.StatusCode, tc.wantStatus)
+			}
+			reqs, checks := up.received(), s.checks()
+			if tc.wantStatus != 201 {
+				if len(reqs) != 0 || len(checks) != 0 {
+					t.Errorf("upstream got %d requests and server %d checks, want 0 and 0", len(reqs), len(checks))
+				}
+				return
+			}
+			if len(reqs) != 1 || len(checks) != 1 {
+				t.Fatalf("upstream got %d requests and server %d checks, want 1 and 1", len(reqs), len(checks))
+			}
+			checked := checks[0].GetAttributes().GetRequest().GetHttp().GetPath()
+			if got := reqs[0].RequestURI; got != tc.want || checked != tc.want {
+				t.Errorf("forwarded %q, checked %q, want %q for both", got, checked, tc.want)
+			}
+		})
+	}
+}

@@ -9,9 +9,9 @@
 // false (a larger body is a 413 and no check), validate_mutations true and
 // decoder_header_mutation_rules with disallow_is_error (an invalid or forbidden mutation is a 500).
 //
-// It does not emulate the HTTP connection manager's path normalisation (normalize_path,
-// merge_slashes, escaped-slash rejection): the request target is sent as given, which is what
-// tests of the sidecar's own path checks need.
+// By default the request target is sent as given, which is what tests of the sidecar's own path
+// checks need. Options.NormalizePath adds an approximation of the connection manager's
+// normalize_path, merge_slashes and path_with_escaped_slashes_action: REJECT_REQUEST.
 package envoyclient
 
 import (
@@ -52,6 +52,11 @@ const (
 // never calls the authorization service; Client.Do does the same.
 var ErrBodyTooLarge = errors.New("envoyclient: request body larger than max_request_bytes")
 
+// ErrPathRejected is returned by NewCheckRequest when Options.NormalizePath is set and the
+// connection manager would reject the path (an escaped slash or backslash); Envoy answers 400
+// before any check, and Client.Do does the same.
+var ErrPathRejected = errors.New("envoyclient: path rejected by the connection manager")
+
 // Options says how the emulated Envoy builds CheckRequests.
 type Options struct {
 	// WithBody buffers the request body and sends it as attributes.request.http.body, as
@@ -72,6 +77,12 @@ type Options struct {
 	// is added when the source is a loopback or private address. The OPA example request was
 	// captured with it off.
 	UseRemoteAddress bool
+	// NormalizePath applies the connection manager's path handling from envoy/*.yaml before the
+	// check: %2F or %5C in the path (any case) is rejected, the fragment is dropped, a backslash counts
+	// as "/", dot segments (also %2e-encoded) are removed and repeated slashes merged; the query is
+	// left alone. It approximates the Chromium canonicaliser Envoy uses: other escapes are not
+	// normalised.
+	NormalizePath bool
 	// ContextExtensions are sent as attributes.context_extensions (per-route check_settings).
 	ContextExtensions map[string]string
 	// Timeout bounds each Check call in Client.Do; past it the answer is status_on_error.
@@ -157,6 +168,11 @@ func NewCheckRequest(r *http.Request, opts Options) (*authv3.CheckRequest, error
 	if target == "" {
 		target = r.URL.RequestURI()
 	}
+	if opts.NormalizePath {
+		if target, err = normalizePath(target); err != nil {
+			return nil, err
+		}
+	}
 	authority := r.Host
 	if authority == "" {
 		authority = r.URL.Host
@@ -232,6 +248,45 @@ func NewCheckRequest(r *http.Request, opts Options) (*authv3.CheckRequest, error
 		ContextExtensions: opts.ContextExtensions,
 		MetadataContext:   &corev3.Metadata{},
 	}}, nil
+}
+
+// normalizePath does what normalize_path, merge_slashes and escaped-slash rejection do to a
+// request target; see Options.NormalizePath.
+func normalizePath(target string) (string, error) {
+	target, _, _ = strings.Cut(target, "#")
+	p, query, hasQuery := strings.Cut(target, "?")
+	lower := strings.ToLower(p)
+	if !strings.HasPrefix(p, "/") || strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") {
+		return "", ErrPathRejected
+	}
+	segments := strings.Split(strings.ReplaceAll(p[1:], `\`, "/"), "/")
+	var out []string
+	for i, seg := range segments {
+		last := i == len(segments)-1
+		switch strings.ToLower(seg) {
+		case ".", "%2e":
+			if last {
+				out = append(out, "")
+			}
+		case "..", ".%2e", "%2e.", "%2e%2e":
+			if len(out) > 0 {
+				out = out[:len(out)-1]
+			}
+			if last {
+				out = append(out, "")
+			}
+		default:
+			out = append(out, seg)
+		}
+	}
+	p = "/" + strings.Join(out, "/")
+	for strings.Contains(p, "//") {
+		p = strings.ReplaceAll(p, "//", "/")
+	}
+	if hasQuery {
+		p += "?" + query
+	}
+	return p, nil
 }
 
 // readBody reads at most max bytes of r.Body and puts what it read back on r, so the request can
@@ -449,16 +504,16 @@ func (c *Client) Check(ctx context.Context, r *http.Request) (*authv3.CheckRespo
 	return c.auth.Check(ctx, req)
 }
 
-// Do handles r as Envoy does: a body over MaxBody is 413; a failed, timed-out or undecodable
+// Do handles r as Envoy does: a body over MaxBody is 413; with Options.NormalizePath, a
+// rejected path is 400; a failed, timed-out or undecodable
 // check is status_on_error (503, empty body); a denial is the denied response; an allowed
 // request is forwarded through next with Envoy's added headers (x-request-id,
 // x-forwarded-proto, …) and the sidecar's mutations, and the OkHttpResponse's
 // response_headers_to_add are added to next's response. r's headers are not modified; its body
-// is consumed.
+// is consumed. The upstream receives exactly the request target that was checked.
 func (c *Client) Do(r *http.Request, next http.RoundTripper) (*http.Response, error) {
 	opts := c.opts.withDefaults(r)
 	out := r.Clone(r.Context())
-	out.RequestURI = ""
 	if opts.UseRemoteAddress {
 		for name := range out.Header {
 			if strings.HasPrefix(strings.ToLower(name), "x-envoy-") {
@@ -468,12 +523,18 @@ func (c *Client) Do(r *http.Request, next http.RoundTripper) (*http.Response, er
 	}
 
 	req, err := NewCheckRequest(out, opts)
-	if errors.Is(err, ErrBodyTooLarge) {
+	switch {
+	case errors.Is(err, ErrBodyTooLarge):
 		return localReply(r, http.StatusRequestEntityTooLarge, "Payload Too Large"), nil
-	}
-	if err != nil {
+	case errors.Is(err, ErrPathRejected):
+		return localReply(r, http.StatusBadRequest, ""), nil
+	case err != nil:
 		return nil, err
 	}
+	// Forward exactly the target that was checked, byte for byte.
+	out.RequestURI = "" // a client request must not carry it
+	path, query, hasQuery := strings.Cut(req.GetAttributes().GetRequest().GetHttp().GetPath(), "?")
+	out.URL.Opaque, out.URL.RawPath, out.URL.RawQuery, out.URL.ForceQuery = path, "", query, hasQuery && query == ""
 	ctx, cancel := context.WithTimeout(r.Context(), opts.Timeout)
 	resp, err := c.auth.Check(ctx, req)
 	cancel()

@@ -475,3 +475,46 @@ func TestApplyNil(t *testing.T) {
 		t.Error("Apply(nil request) error = nil, want an error")
 	}
 }
+
+func TestNormalizePath(t *testing.T) {
+	tests := []struct {
+		target  string
+		want    string
+		wantErr error
+	}{
+		{target: "/api/organizations", want: "/api/organizations"},
+		{target: "/api/./organizations", want: "/api/organizations"},
+		{target: "/api/organizations/a/../b/users", want: "/api/organizations/b/users"},
+		{target: "/api/organizations/A/%2e%2e/B", want: "/api/organizations/B"},
+		{target: "/api/%2E./%2e/x", want: "/x"},
+		{target: "//api///organizations//", want: "/api/organizations/"},
+		{target: "/a/.", want: "/a/"},
+		{target: "/a/..", want: "/"},
+		{target: "/../../etc", want: "/etc"},
+		{target: `/api\organizations`, want: "/api/organizations"},
+		{target: "/x?y=/api/../organizations//z", want: "/x?y=/api/../organizations//z"},
+		{target: "/x#/../admin", want: "/x"},
+		{target: "/api/organizations;jsessionid=1", want: "/api/organizations;jsessionid=1"},
+		{target: "/api/organizations/A%2F..%2FB/users", wantErr: ErrPathRejected},
+		{target: "/api/organizations/A%2f", wantErr: ErrPathRejected},
+		{target: "/api/%5Cx", wantErr: ErrPathRejected},
+		{target: "/api/%5cx", wantErr: ErrPathRejected},
+		{target: "*", wantErr: ErrPathRejected},
+		{target: "http://evil/api", wantErr: ErrPathRejected},
+	}
+	for _, tc := range tests {
+		r := newRequest(t, "GET", "http://h/", "")
+		r.RequestURI = tc.target
+		req, err := NewCheckRequest(r, Options{NormalizePath: true})
+		if !errors.Is(err, tc.wantErr) {
+			t.Errorf("NewCheckRequest(%q) error = %v, want %v", tc.target, err, tc.wantErr)
+			continue
+		}
+		if err != nil {
+			continue
+		}
+		if got := req.GetAttributes().GetRequest().GetHttp().GetPath(); got != tc.want {
+			t.Errorf("NewCheckRequest(%q) path = %q, want %q", tc.target, got, tc.want)
+		}
+	}
+}
