@@ -43,12 +43,16 @@ func TestMain(m *testing.M) {
 }
 
 func startChild(t *testing.T, mode string, log *bytes.Buffer) (*process, string) {
+	return startNamedChild(t, "child", mode, log)
+}
+
+func startNamedChild(t *testing.T, name, mode string, log *bytes.Buffer) (*process, string) {
 	t.Helper()
 	addrs, err := FreeAddrs()
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := startProcess("child", &syncWriter{w: log},
+	p, err := startProcess(name, &syncWriter{w: log},
 		[]string{"CHAIN_TEST_CHILD=" + mode, "CHAIN_TEST_ADDR=" + addrs.Front}, os.Args[0])
 	if err != nil {
 		t.Fatal(err)
@@ -100,6 +104,41 @@ func TestProcessEnvironment(t *testing.T) {
 	<-p.done
 	if got, want := log.String(), `[child] ORGAUTHZ_LEAK="" ORGAUTHZ_SET="by the chain"`+"\n"; got != want {
 		t.Errorf("child saw %q, want %q", got, want)
+	}
+}
+
+func TestChainWaitKillClose(t *testing.T) {
+	var log bytes.Buffer
+	a, url := startNamedChild(t, "a", "serve", &log)
+	b, _ := startNamedChild(t, "b", "serve", &log)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := a.waitServing(ctx, url); err != nil {
+		t.Fatal(err)
+	}
+	c := &Chain{procs: []*process{a, b}}
+
+	if err := c.Kill("a"); err != nil {
+		t.Fatalf("Kill(a) = %v", err)
+	}
+	if err := c.Kill("a"); err == nil {
+		t.Error("Kill(a) again = nil, want an error: it is gone")
+	}
+	// A part that exits on its own ends Wait with its name.
+	f, _ := startNamedChild(t, "f", "fail", &log)
+	c.procs = append(c.procs, f)
+	if err := c.Wait(ctx); err == nil || !strings.Contains(err.Error(), "f exited") {
+		t.Errorf("Wait() = %v, want f's exit", err)
+	}
+	// Close stops b, and reports f, which had died unasked; not a, which was killed on purpose.
+	err := c.Close()
+	if err == nil || !strings.Contains(err.Error(), "f exited") || strings.Contains(err.Error(), "b exited") {
+		t.Errorf("Close() = %v, want only f's exit reported", err)
+	}
+	select {
+	case <-b.done:
+	default:
+		t.Error("b still runs after Close")
 	}
 }
 
