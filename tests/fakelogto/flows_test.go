@@ -571,3 +571,48 @@ func TestConcurrentUse(t *testing.T) {
 		t.Errorf("%d keys published, want %d", got, 1+workers/2)
 	}
 }
+
+// TestSetUpThroughManagementAPI sets a tenant up the way a script would on a real Logto and
+// checks the tokens it then issues.
+func TestSetUpThroughManagementAPI(t *testing.T) {
+	srv := newStarted(t, Config{})
+	srv.AddM2MApp("setupapp0000000000001", "setup-secret")
+	m2m := mgmtToken(t, srv, "setupapp0000000000001", "setup-secret")
+	call := func(method, path, body string, want int) map[string]any {
+		t.Helper()
+		resp, out := api(t, srv, method, path, m2m, body)
+		if resp.StatusCode != want {
+			t.Fatalf("%s %s: status %d, want %d (%v)", method, path, resp.StatusCode, want, out)
+		}
+		return out
+	}
+	perm := call("POST", "/api/organization-scopes", `{"name":"member:add"}`, 201)["id"].(string)
+	res := call("POST", "/api/resources", `{"name":"API","indicator":"https://api.test"}`, 201)["id"].(string)
+	apiScope := call("POST", "/api/resources/"+res+"/scopes", `{"name":"items:read"}`, 201)["id"].(string)
+	role := call("POST", "/api/organization-roles", `{"name":"admin","organizationScopeIds":["`+perm+`"],"resourceScopeIds":["`+apiScope+`"]}`, 201)["id"].(string)
+	org := call("POST", "/api/organizations", `{"name":"Acme"}`, 201)["id"].(string)
+	user := call("POST", "/api/users", `{"username":"dora"}`, 200)["id"].(string)
+	call("POST", "/api/organizations/"+org+"/users", `{"userIds":["`+user+`"]}`, 201)
+	call("POST", "/api/organizations/"+org+"/users/"+user+"/roles", `{"organizationRoleIds":["`+role+`"]}`, 201)
+	web := call("POST", "/api/applications", `{"name":"web","type":"Traditional","customClientMetadata":{"allowTokenExchange":true}}`, 200)
+	plain := call("POST", "/api/applications", `{"name":"plain","type":"Traditional"}`, 200)
+
+	exchange := func(app map[string]any, form url.Values) (*http.Response, map[string]any) {
+		form.Set("grant_type", grantTokenExchange)
+		form.Set("subject_token", srv.SubjectToken(user))
+		form.Set("subject_token_type", tokenTypeAccessToken)
+		return postForm(t, srv.TokenURL(), form, app["id"].(string), app["secret"].(string))
+	}
+	resp, body := exchange(web, url.Values{"organization_id": {org}, "resource": {"https://api.test"}, "scope": {"items:read member:add"}})
+	if resp.StatusCode != 200 || body["scope"] != "items:read" {
+		t.Errorf("organization API token: status %d scope %v, want 200 items:read", resp.StatusCode, body["scope"])
+	}
+	resp, body = exchange(web, url.Values{"organization_id": {org}, "scope": {"member:add"}})
+	if resp.StatusCode != 200 || body["scope"] != "member:add" {
+		t.Errorf("organization token: status %d scope %v, want 200 member:add", resp.StatusCode, body["scope"])
+	}
+	resp, body = exchange(plain, url.Values{"organization_id": {org}})
+	if resp.StatusCode != 400 || body["error"] != "unauthorized_client" {
+		t.Errorf("app without allowTokenExchange: status %d error %v, want 400 unauthorized_client", resp.StatusCode, body["error"])
+	}
+}

@@ -37,6 +37,7 @@ func (s *Server) managementRoutes() http.Handler {
 	mux.HandleFunc("GET /api/users/{id}/organizations", s.getUserOrganizations)
 	mux.HandleFunc("POST /api/users/{id}/roles", s.assignUserRoles)
 	mux.HandleFunc("POST /api/subject-tokens", s.createSubjectToken)
+	s.setupRoutes(mux)
 	return mux
 }
 
@@ -711,13 +712,13 @@ func (s *Server) getMemberRoles(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusUnprocessableEntity, errRequireMember)
 		return
 	}
+	// Newest assignment first, as the recorded server answered (38, 97).
 	out := []orgRoleJSON{}
-	for _, id := range o.memberRoles[uid] {
+	for _, id := range slices.Backward(o.memberRoles[uid]) {
 		if role := s.t.orgRoles[id]; role != nil {
-			out = append(out, orgRoleJSON{tenantID, role.id, role.name, role.description, role.typ})
+			out = append(out, role.json())
 		}
 	}
-	slices.SortFunc(out, func(a, b orgRoleJSON) int { return strings.Compare(a.ID, b.ID) })
 	writeJSON(w, http.StatusOK, out)
 }
 
