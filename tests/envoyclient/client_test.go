@@ -325,3 +325,18 @@ func TestClientDoForwardsTheCheckedTarget(t *testing.T) {
 		})
 	}
 }
+
+func TestClientTransport(t *testing.T) {
+	s := &authServer{answer: allow}
+	c := newClient(t, s, Options{})
+	up := newUpstream(t)
+	hc := &http.Client{Transport: c.Transport(http.DefaultTransport)}
+	resp, err := hc.Get(up.srv.URL + "/api/organizations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated || len(s.checks()) != 1 {
+		t.Errorf("Get = %d after %d checks, want 201 after 1", resp.StatusCode, len(s.checks()))
+	}
+}

@@ -387,12 +387,16 @@ func Apply(resp *authv3.CheckResponse, r *http.Request) (*http.Response, error) 
 func checkMutation(key, value string) error {
 	lower := strings.ToLower(key)
 	switch {
-	case !httpguts.ValidHeaderFieldName(key), !httpguts.ValidHeaderFieldValue(value):
+	case !validHeader(key, value):
 		return fmt.Errorf("envoyclient: invalid header mutation %q", key)
 	case strings.HasPrefix(lower, ":"), lower == "host", strings.HasPrefix(lower, "x-envoy-"):
 		return fmt.Errorf("envoyclient: disallowed header mutation %q", key)
 	}
 	return nil
+}
+
+func validHeader(key, value string) bool {
+	return httpguts.ValidHeaderFieldName(key) && httpguts.ValidHeaderFieldValue(value)
 }
 
 // applyHeader applies one HeaderValueOption to h. On a denied response (local reply) append
@@ -434,8 +438,8 @@ func denied(d *authv3.DeniedHttpResponse, r *http.Request) *http.Response {
 	}
 	resp := localReply(r, status, d.GetBody())
 	for _, h := range d.GetHeaders() {
-		if checkMutation(h.GetHeader().GetKey(), h.GetHeader().GetValue()) != nil {
-			continue // Envoy does not put an invalid header on its own reply
+		if !validHeader(h.GetHeader().GetKey(), h.GetHeader().GetValue()) {
+			continue // validate_mutations: an invalid header never reaches the client
 		}
 		applyHeader(resp.Header, h, true)
 	}
@@ -564,3 +568,16 @@ func (c *Client) Do(r *http.Request, next http.RoundTripper) (*http.Response, er
 	}
 	return upstream, nil
 }
+
+// Transport returns an http.RoundTripper that sends every request through c.Do to next, so an
+// http.Client can stand in for a client calling through Envoy.
+func (c *Client) Transport(next http.RoundTripper) http.RoundTripper {
+	return transport{c, next}
+}
+
+type transport struct {
+	c    *Client
+	next http.RoundTripper
+}
+
+func (t transport) RoundTrip(r *http.Request) (*http.Response, error) { return t.c.Do(r, t.next) }
