@@ -47,6 +47,7 @@ func startProcess(name string, log io.Writer, env []string, path string, args ..
 	p := &process{name: name, cmd: cmd, out: out, done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
+		out.flush() // a last line without a newline
 		close(p.done)
 	}()
 	return p, nil
@@ -161,13 +162,20 @@ func (lw *lineWriter) flushLocked() {
 	}
 }
 
-// tail returns the last lines written, prefixed, for error messages.
-func (lw *lineWriter) tail() string {
+// flush writes out a pending partial line.
+func (lw *lineWriter) flush() {
 	lw.mu.Lock()
 	defer lw.mu.Unlock()
 	if len(lw.buf) > 0 {
 		lw.flushLocked()
 	}
+}
+
+// tail returns the last lines written, prefixed, for error messages.
+func (lw *lineWriter) tail() string {
+	lw.flush()
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
 	if len(lw.last) == 0 {
 		return lw.prefix + "(no output)"
 	}
