@@ -538,3 +538,35 @@ func TestManifestCheckerCatches(t *testing.T) {
 		checkPair(t, s, p)
 	})
 }
+
+func TestSplitDocsHostileInput(t *testing.T) {
+	laughs := "a: &a [x,x,x,x,x,x,x,x,x]\n"
+	prev := "a"
+	for _, name := range []string{"b", "c", "d", "e", "f", "g", "h", "i"} {
+		laughs += fmt.Sprintf("%s: &%s [*%s,*%s,*%s,*%s,*%s,*%s,*%s,*%s,*%s]\n", name, name, prev, prev, prev, prev, prev, prev, prev, prev, prev)
+		prev = name
+	}
+	tests := []struct{ name, yaml string }{
+		{"alias bomb", laughs},
+		{"deep nesting", strings.Repeat("[", 20000) + strings.Repeat("]", 20000)},
+		{"not a mapping", "- a\n- b\n"},
+		{"bad indentation", "a:\n  b: 1\n c: 2\n"},
+		{"tab indentation", "a:\n\tb: 1\n"},
+		{"unknown tag", "a: !!binary not-base64!\n"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ds, err := splitDocs([]byte(tc.yaml))
+			t.Logf("error: %.120v", err)
+			if err == nil {
+				t.Errorf("splitDocs = %d documents, want an error", len(ds))
+			}
+		})
+	}
+	t.Run("separators and comments only", func(t *testing.T) {
+		ds, err := splitDocs([]byte("# c\n---\n---   \n# only a comment\n---\n"))
+		if err != nil || len(ds) != 0 {
+			t.Errorf("splitDocs = %v, %v; want no documents and no error", ds, err)
+		}
+	})
+}
