@@ -54,13 +54,14 @@ func doJSON(t *testing.T, req *http.Request) (*http.Response, map[string]any) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var body map[string]any
+	var body any
 	if len(raw) > 0 && strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
 		if err := json.Unmarshal(raw, &body); err != nil {
 			t.Fatalf("%s %s: body %q: %v", req.Method, req.URL, raw, err)
 		}
 	}
-	return resp, body
+	obj, _ := body.(map[string]any) // nil for arrays
+	return resp, obj
 }
 
 // mgmtToken gets a Management API token by client credentials.

@@ -122,6 +122,8 @@ func TestManagementAPIHostileInput(t *testing.T) {
 		{"page_size 0", "GET", members + "?page_size=0", "", 400, "guard.invalid_pagination"},
 		{"page_size 101", "GET", members + "?page_size=101", "", 400, "guard.invalid_pagination"},
 		{"negative page_size", "GET", orgs + "?page_size=-1", "", 400, "guard.invalid_pagination"},
+		{"page beyond the last", "GET", orgs + "?page=9223372036854775807&page_size=100", "", 200, ""},
+		{"page beyond int64", "GET", orgs + "?page=9223372036854775808", "", 400, "guard.invalid_pagination"},
 		{"role type not in the enum", "POST", "/api/organization-roles", `{"name":"x","type":"Admin"}`, 400, "guard.invalid_input"},
 		{"role with an unknown permission", "POST", "/api/organization-roles", `{"name":"x","organizationScopeIds":["nope"]}`, 422, "entity.relation_foreign_key_not_found"},
 		{"duplicate role", "POST", "/api/organization-roles", `{"name":"admin"}`, 422, "entity.unique_integrity_violation"},

@@ -388,6 +388,9 @@ func paginate[T any](s *Server, w http.ResponseWriter, r *http.Request, p pagina
 	}
 	w.Header().Set("Total-Number", strconv.Itoa(total))
 	w.Header().Set("Link", strings.Join(links, ", "))
+	if p.page-1 > total/p.size { // also keeps (page-1)*size from overflowing
+		return items[:0]
+	}
 	start := min((p.page-1)*p.size, total)
 	return items[start:min(start+p.size, total)]
 }
