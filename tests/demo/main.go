@@ -132,6 +132,7 @@ func (p *buildProgress) done() {
 // walkthrough is the story `make run` tells, with the tokens it needs.
 type walkthrough struct {
 	chain  *chain.Chain
+	front  string     // the front proxy's URL
 	vars   []variable // exported for the curl commands, in order
 	values map[string]string
 }
@@ -145,7 +146,7 @@ func newWalkthrough(ctx context.Context, c *chain.Chain) (*walkthrough, error) {
 	seed := c.Seed
 	alice, carol, acme := seed.Users["alice"], seed.Users["carol"], seed.Organizations["acme"]
 	tokens := &chain.Tokens{Endpoint: c.LogtoURL(), Seed: seed}
-	w := &walkthrough{chain: c, values: map[string]string{}}
+	w := &walkthrough{chain: c, front: c.FrontURL(), values: map[string]string{}}
 	add := func(name, value, about string) {
 		w.vars = append(w.vars, variable{name, value, about})
 		w.values[name] = value
@@ -207,7 +208,7 @@ orgauthz is running on loopback:
   Logto emulator     %s   (issuer %s)
 
 Tokens from the emulator (subject token + token exchange, valid for an hour):
-`, front, w.chain.FrontURL(), w.chain.Addrs.GRPC, w.chain.Addrs.HTTP, w.chain.MgmtproxyURL(), w.chain.LogtoURL(), w.chain.Issuer())
+`, front, w.front, w.chain.Addrs.GRPC, w.chain.Addrs.HTTP, w.chain.MgmtproxyURL(), w.chain.LogtoURL(), w.chain.Issuer())
 	for _, v := range w.vars {
 		fmt.Fprintf(out, "  # %s\n  export %s=%s\n", v.about, v.name, v.value)
 	}
@@ -242,7 +243,7 @@ func (w *walkthrough) curl(s step) string {
 	if s.body != "" {
 		fmt.Fprintf(&b, ` -H 'Content-Type: application/json' -d "%s"`, strings.ReplaceAll(s.body, `"`, `\"`))
 	}
-	fmt.Fprintf(&b, " %s%s", w.chain.FrontURL(), s.path)
+	fmt.Fprintf(&b, " %s%s", w.front, s.path)
 	return b.String()
 }
 
@@ -253,7 +254,7 @@ func (w *walkthrough) do(ctx context.Context, client *http.Client, s step) (stri
 	if s.body != "" {
 		body = strings.NewReader(expand(s.body))
 	}
-	req, err := http.NewRequestWithContext(ctx, s.method, w.chain.FrontURL()+expand(s.path), body)
+	req, err := http.NewRequestWithContext(ctx, s.method, w.front+expand(s.path), body)
 	if err != nil {
 		return "", err
 	}
