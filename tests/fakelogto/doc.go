@@ -35,9 +35,7 @@
 //
 // The Management API accepts only bearer tokens this server signed for its Management API
 // resource (Config.ManagementResource) and, like Logto, answers 403 auth.forbidden to those
-// without the "all" scope. State lives in memory, guarded by one mutex.
-//
-// The Management API covers organizations, their members and member roles, users (create,
+// without the "all" scope. It covers organizations, their members and member roles, users (create,
 // get, organizations, global roles), subject tokens, and the setup endpoints for
 // organization permissions and roles, API resources and their permissions, global roles and
 // applications (M2M and traditional), so a tenant can be set up by script as on a real Logto

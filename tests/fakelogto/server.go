@@ -54,7 +54,7 @@ func (c *Config) setDefaults() {
 }
 
 // Server is an in-process Logto OSS tenant: OIDC discovery, JWKS, token endpoint and the
-// organization part of the Management API. It is safe for concurrent use.
+// Management API endpoints orgauthz uses. It is safe for concurrent use.
 type Server struct {
 	cfg      Config
 	baseURL  string
