@@ -68,7 +68,9 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 	cfg = cfg.withDefaults()
 	v := &Verifier{cfg: cfg, issuers: make(map[string]*issuer, len(cfg.Issuers)), shared: make(map[string]any)}
 	for _, s := range append([]string{cfg.APIResource, cfg.AdminResource}, cfg.Issuers...) {
-		v.shared[s] = s
+		if s != "" {
+			v.shared[s] = s
+		}
 	}
 	if cfg.CacheSize > 0 {
 		c, err := lru.New[[sha256.Size]byte, *entry](cfg.CacheSize)
@@ -207,7 +209,7 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*entry, error) {
 func (v *Verifier) claims(c *Claims, m map[string]any) (until time.Time, err error) {
 	for _, name := range []string{"iss", "aud"} {
 		if s, ok := m[name].(string); ok {
-			if b, ok := v.shared[s]; ok && s != "" {
+			if b, ok := v.shared[s]; ok {
 				m[name] = b
 			}
 		}
