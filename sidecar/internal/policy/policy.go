@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -102,8 +103,8 @@ func (e *Engine) Load(ctx context.Context) error {
 	return err
 }
 
-// load is Load, also reporting whether anything changed: a tree identical to
-// the loaded one (or to the last rejected one) is not compiled again.
+// load is Load, also reporting whether the outcome changed: a tree identical
+// to the serving one (or to the last rejected one) is not compiled again.
 func (e *Engine) load(ctx context.Context) (changed bool, err error) {
 	e.loadMu.Lock()
 	defer e.loadMu.Unlock()
@@ -111,7 +112,11 @@ func (e *Engine) load(ctx context.Context) (changed bool, err error) {
 	snap, err := readDir(e.dir)
 	if err == nil {
 		if cur := e.current.Load(); cur != nil && cur.revision == snap.revision {
-			return false, nil
+			// Back to the serving files after a rejected change: nothing
+			// to compile, but the outcome changed.
+			recovered := e.failedErr != nil
+			e.failedErr, e.failedRev = nil, ""
+			return recovered, nil
 		}
 		if e.failedErr != nil && e.failedRev == snap.revision {
 			return false, e.failedErr
@@ -157,7 +162,7 @@ func Check(ctx context.Context, dir string) error {
 func prepare(ctx context.Context, dir string, snap *snapshot, query string) (rego.PreparedEvalQuery, error) {
 	var pq rego.PreparedEvalQuery
 	ref, err := ast.ParseRef(query)
-	if err != nil || !ref.HasPrefix(ast.DefaultRootRef) {
+	if err != nil || len(ref) < 2 || !ref.HasPrefix(ast.DefaultRootRef) {
 		return pq, fmt.Errorf("policy: query %q is not a reference under data", query)
 	}
 	caps := capabilities()
@@ -179,7 +184,7 @@ func prepare(ctx context.Context, dir string, snap *snapshot, query string) (reg
 		WithEnablePrintStatements(false)
 	compiler.Compile(res.ParsedModules())
 	if compiler.Failed() {
-		return pq, fmt.Errorf("policy: compile %s: %w", dir, compiler.Errors)
+		return pq, fmt.Errorf("policy: compile %s: %w%s", dir, compiler.Errors, deniedHint(compiler.Errors))
 	}
 	if len(compiler.GetRules(ref)) == 0 {
 		return pq, fmt.Errorf("policy: compile %s: no rule defines %s", dir, query)
@@ -209,6 +214,18 @@ func keepValue(t *ast.Term, _ *rego.EvalContext) (any, error) { return t.Value, 
 
 // deniedBuiltins reach outside the process or expose it.
 var deniedBuiltins = []string{"http.send", "net.lookup_ip_addr", "opa.runtime"}
+
+// deniedHint explains an "undefined function" error for a denied builtin.
+func deniedHint(errs ast.Errors) string {
+	for _, e := range errs {
+		for _, name := range deniedBuiltins {
+			if e.Code == ast.TypeErr && strings.HasSuffix(e.Message, "undefined function "+name) {
+				return fmt.Sprintf(" (%s is not allowed in orgauthz policies: they run on every request and must not call out)", name)
+			}
+		}
+	}
+	return ""
+}
 
 // capabilities are this OPA version's, minus deniedBuiltins and with no
 // network hosts allowed.
