@@ -265,6 +265,11 @@ func (p *Proxy) approve(r *http.Request, req *request) (code, msg string) {
 		return string(decision.ReasonOf(err)), "no valid decision for this request"
 	}
 	req.claims = claims
+	switch claims.Kind {
+	case "organization", "organization_api", "global_api", "admin":
+	default:
+		return "decision_kind_unknown", "the decision names no known token kind"
+	}
 	op, ids := match(r.Method, segs)
 	if op == nil {
 		return "operation_not_allowed", "mgmtproxy does not perform this operation"

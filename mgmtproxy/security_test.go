@@ -92,6 +92,7 @@ func TestDecisionBinding(t *testing.T) {
 		{"route of another operation", "GET", orgPath, signed(adminClaims("GET", orgPath, "DELETE /api/organizations/{orgId}")), 403, "decision_route_mismatch"},
 		{"route not an operation", "GET", orgPath, signed(adminClaims("GET", orgPath, "GET /api/organizations/{id}")), 403, "decision_route_mismatch"},
 		{"path outside the operations", "GET", "/api/users", signed(adminClaims("GET", "/api/users", "GET /api/users")), 403, "operation_not_allowed"},
+		{"unknown kind", "GET", orgPath, signed(decision.Claims{Method: "GET", Path: orgPath, Route: getOrg, Kind: "superuser", Subject: "u1"}), 403, "decision_kind_unknown"},
 		{"HEAD", "HEAD", orgPath, signed(adminClaims("HEAD", orgPath, getOrg)), 403, ""},
 		{"bulk by an org token", "POST", "/bulk/organizations/delete", signed(decision.Claims{Method: "POST", Path: "/bulk/organizations/delete", Route: "POST /bulk/organizations/delete", Kind: "organization", Org: e.org, Subject: e.user}), 403, "admin_only"},
 		{"bulk by an admin app", "POST", "/bulk/organizations/delete", signed(decision.Claims{Method: "POST", Path: "/bulk/organizations/delete", Route: "POST /bulk/organizations/delete", Kind: "admin", App: true, Subject: e.appID}), 403, "admin_only"},

@@ -80,10 +80,10 @@ func (e *Error) Error() string {
 	return "decision: " + string(e.Reason) + ": " + e.Detail
 }
 
-// Is makes errors.Is(err, &Error{Reason: r}) match any Error with reason r.
+// Is makes errors.Is(err, &Error{Reason: r}) match any Error with reason r, whatever its detail.
 func (e *Error) Is(target error) bool {
 	t, ok := target.(*Error)
-	return ok && t.Reason == e.Reason && (t.Detail == "" || t.Detail == e.Detail)
+	return ok && t.Reason == e.Reason
 }
 
 // ReasonOf returns the Reason of an error from Verify, or ReasonMalformed for any other non-nil error.
