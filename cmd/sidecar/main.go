@@ -1,0 +1,115 @@
+// Command sidecar is the orgauthz authorization server: Envoy's ext_authz over gRPC, and the same
+// checks over HTTP for nginx, Caddy and Traefik. See package sidecar.
+//
+//	sidecar [flags]                                  serve until SIGINT or SIGTERM
+//	sidecar --check [flags]                          validate the configuration and compile the policies
+//	sidecar keygen --private key.pem --public pub.pem  write an Ed25519 key pair for signed decisions
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/orgauthz/orgauthz/internal/confload"
+	"github.com/orgauthz/orgauthz/sidecar"
+	"github.com/orgauthz/orgauthz/sidecar/decision"
+)
+
+const about = `sidecar answers Envoy's ext_authz checks for orgauthz. For each request it canonicalises the
+method and path (anything ambiguous is 400), verifies the Logto access token (401 when invalid),
+evaluates the Rego policy in --policies (403 when it denies) and, on allow, adds a signed decision
+(x-orgauthz-decision) for mgmtproxy. When it cannot decide it answers 503, never allow.
+
+gRPC ext_authz v3 and grpc.health.v1 listen on --grpc-addr; --http-addr serves /healthz, /readyz,
+/metrics, /envoy/… (Envoy's HTTP ext_authz mode) and /forward-auth (nginx auth_request, Caddy
+forward_auth, Traefik forwardAuth; X-Forwarded-Method/-Uri honoured only from --trusted-proxy).
+
+Settings come from flags, ORGAUTHZ_* environment variables and a YAML file (--config), flags
+winning. Exit status: 0 ok, 1 failure, 2 invalid configuration.
+
+  sidecar keygen --private PATH --public PATH   writes an Ed25519 key pair (never overwrites)`
+
+// Exit statuses.
+const (
+	exitFailure   = 1
+	exitBadConfig = 2
+)
+
+// configError marks an invalid configuration: exit status 2.
+type configError struct{ error }
+
+func (e configError) Unwrap() error { return e.error }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return
+	case errors.As(err, new(configError)):
+		fmt.Fprintln(os.Stderr, err)
+		stop()
+		os.Exit(exitBadConfig)
+	default:
+		fmt.Fprintln(os.Stderr, err)
+		stop()
+		os.Exit(exitFailure)
+	}
+}
+
+// run is the program: keygen, --check, or serve until ctx ends.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "keygen" {
+		return keygen(args[1:], stderr)
+	}
+	cfg := sidecar.Default()
+	res, err := confload.Load(&cfg, confload.Options{Name: "sidecar", Args: args, Getenv: getenv, Output: stderr, About: about})
+	if errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	if err != nil {
+		return configError{err}
+	}
+	if err := cfg.Validate(); err != nil {
+		return configError{err}
+	}
+	if res.Check {
+		if err := sidecar.CheckPolicies(ctx, cfg.Policies); err != nil {
+			return fmt.Errorf("sidecar: --check: %w", err)
+		}
+		fmt.Fprintln(stdout, "config ok")
+		return nil
+	}
+	s, err := sidecar.New(ctx, cfg, cfg.NewLogger(stderr))
+	if err != nil {
+		return err
+	}
+	return s.Serve(ctx)
+}
+
+// keygen writes a new decision key pair.
+func keygen(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("sidecar keygen", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	priv := fs.String("private", "", "path of the Ed25519 PKCS#8 private key to write (mode 0600), for --decision-key")
+	pub := fs.String("public", "", "path of the PKIX public key to write, for mgmtproxy")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *priv == "" || *pub == "" || fs.NArg() > 0 {
+		fs.Usage()
+		return configError{errors.New("sidecar keygen: --private and --public are required, and nothing else")}
+	}
+	if err := decision.GenerateKey(*priv, *pub); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "wrote %s and %s\n", *priv, *pub)
+	return nil
+}

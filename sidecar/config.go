@@ -1,0 +1,214 @@
+// Package sidecar is the orgauthz authorization server: an Envoy ext_authz v3 gRPC service and the
+// same decision over HTTP for proxies without gRPC ext_authz. For each request it canonicalises the
+// method and path, verifies the Logto access token, evaluates the Rego policy on the verified facts
+// and answers allow (with a signed decision for mgmtproxy) or deny. Every failure to decide is a
+// deny; see DESIGN.md, "Request flow in the sidecar".
+package sidecar
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/orgauthz/orgauthz/sidecar/decision"
+)
+
+// Limits of the settings Validate accepts.
+const (
+	// MaxBodyLimit bounds --max-body-bytes: a body rides inside the CheckRequest, which is bounded
+	// by maxRecvMsgBytes.
+	MaxBodyLimit = 256 << 10
+	// MaxClockSkew bounds --clock-skew: more would let expired tokens live noticeably longer.
+	MaxClockSkew = 5 * time.Minute
+	// MinJWKSRefresh bounds --jwks-refresh from below, so a misconfiguration cannot hammer Logto.
+	MinJWKSRefresh = 10 * time.Second
+)
+
+// allowedAlgorithms may appear in --algorithms. Symmetric algorithms and "none" never may: a public
+// key must not double as a shared secret.
+var allowedAlgorithms = []string{"ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
+
+// Config is the whole configuration of the sidecar. Each field is also a flag, an ORGAUTHZ_*
+// environment variable and a YAML key of the same name (see internal/confload). Start from
+// Default; Validate reports every problem at once.
+type Config struct {
+	// Issuers are the exact Logto issuers accepted (iss), e.g. "http://127.0.0.1:3001/oidc". Each
+	// one's keys are read from issuer+"/jwks". No normalisation: a trailing slash or another
+	// scheme is another issuer. Required. Danger: every token an issuer listed here signs is
+	// trusted; list only your own tenant.
+	Issuers []string `flag:"issuer" usage:"accepted Logto issuer, exactly as in the token's iss (repeatable; required)"`
+	// APIResource is the app's API resource indicator: tokens for it are organization_api (with
+	// organization_id) or global_api. Empty accepts no such token.
+	APIResource string `flag:"api-resource" usage:"the app's API resource indicator (organization_api and global_api tokens)"`
+	// AdminResource is the indicator whose permissions only global roles grant: tokens for it
+	// are admin. Empty accepts no admin token. Danger: it MUST NOT be the API resource, and its
+	// permissions MUST NOT be attached to any organization role.
+	AdminResource string `flag:"admin-resource" usage:"the admin resource indicator (admin tokens; grant its permissions only through global roles)"`
+	// Policies is the directory of Rego modules and data, watched for changes. Default "policies".
+	Policies string `flag:"policies" usage:"directory of Rego policies and data (package orgauthz), hot-reloaded"`
+	// GRPCAddr is the ext_authz gRPC listen address. Default 127.0.0.1:9191. Danger: the service
+	// has no authentication of its own; keep it on loopback or a private network.
+	GRPCAddr string `flag:"grpc-addr" usage:"ext_authz gRPC listen address"`
+	// HTTPAddr serves /healthz, /readyz, /metrics, /envoy/… and /forward-auth. Default
+	// 127.0.0.1:9192; the same danger as GRPCAddr.
+	HTTPAddr string `flag:"http-addr" usage:"HTTP listen address: health, metrics and the HTTP check endpoints"`
+	// DecisionKey is the PEM file of the Ed25519 PKCS#8 private key signing decisions (`sidecar
+	// keygen` writes one). Required. Danger: whoever holds it can authorize anything mgmtproxy
+	// does; readable only by the sidecar.
+	DecisionKey string `flag:"decision-key" usage:"PEM Ed25519 PKCS#8 private key signing decisions (required; see 'sidecar keygen')"`
+	// DecisionTTL is how long a signed decision is valid, in whole seconds. Default 30s, at most 30s.
+	DecisionTTL time.Duration `flag:"decision-ttl" usage:"lifetime of a signed decision (1s to 30s)"`
+	// ClockSkew is the one leeway for the token's exp, nbf and iat. Default 60s, at most 5m.
+	ClockSkew time.Duration `flag:"clock-skew" usage:"leeway for token exp, nbf and iat (0 to 5m)"`
+	// TokenCacheSize bounds the cache of verified claims. Default 100000; 0 disables the cache.
+	// The cache never answers an authorization question: the policy runs on every request.
+	TokenCacheSize int `flag:"token-cache-size" usage:"verified token claims kept in an LRU (0 disables)"`
+	// LogLevel is debug, info, warn or error. Default info; every decision is logged at info.
+	LogLevel string `flag:"log-level" usage:"log level: debug, info, warn or error"`
+	// Algorithms are the accepted JWS algorithms. Default ES384 and RS256 (Logto's). Only
+	// asymmetric algorithms may be listed.
+	Algorithms []string `flag:"algorithms" usage:"accepted token signing algorithms (asymmetric only)"`
+	// TrustedProxies are the CIDRs (or single addresses) whose X-Forwarded-Method/-Uri and
+	// X-Original-Method/-URI headers /forward-auth honours. Default 127.0.0.1/32 and ::1/128.
+	// Danger: a trusted peer chooses the method and path the policy sees.
+	TrustedProxies []string `flag:"trusted-proxy" usage:"CIDR of a proxy allowed to call /forward-auth (repeatable)"`
+	// GRPCReflection enables gRPC server reflection (for ghz and grpcurl). Default off.
+	GRPCReflection bool `flag:"grpc-reflection" usage:"enable gRPC server reflection (for ghz, grpcurl)"`
+	// MaxBodyBytes is the largest request body parsed as JSON for the policy; a larger one is
+	// null in the input. Default 16384, at most 256 KiB; match Envoy's max_request_bytes.
+	MaxBodyBytes int `flag:"max-body-bytes" usage:"largest JSON request body given to the policy"`
+	// JWKSRefresh is how often each issuer's key set is refetched. Default 5m, at least 10s.
+	JWKSRefresh time.Duration `flag:"jwks-refresh" usage:"how often the issuers' JWKS are refetched"`
+}
+
+// Default returns the Config with every default filled in.
+func Default() Config {
+	return Config{
+		Policies:       "policies",
+		GRPCAddr:       "127.0.0.1:9191",
+		HTTPAddr:       "127.0.0.1:9192",
+		DecisionTTL:    decision.MaxTTL,
+		ClockSkew:      60 * time.Second,
+		TokenCacheSize: 100_000,
+		LogLevel:       "info",
+		Algorithms:     []string{"ES384", "RS256"},
+		TrustedProxies: []string{"127.0.0.1/32", "::1/128"},
+		MaxBodyBytes:   16 << 10,
+		JWKSRefresh:    5 * time.Minute,
+	}
+}
+
+// Validate reports every problem with c at once.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("sidecar: "+format, args...)) }
+
+	if len(c.Issuers) == 0 {
+		bad("--issuer is required")
+	}
+	for _, iss := range c.Issuers {
+		if u, err := url.Parse(iss); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" ||
+			u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			bad("--issuer %q is not an http(s) URL without query or fragment", iss)
+		}
+	}
+	if c.APIResource != "" && c.APIResource == c.AdminResource {
+		bad("--admin-resource must differ from --api-resource")
+	}
+	for name, res := range map[string]string{"api-resource": c.APIResource, "admin-resource": c.AdminResource} {
+		if res == "" {
+			continue
+		}
+		if u, err := url.Parse(res); err != nil || u.Scheme == "" {
+			bad("--%s %q is not an absolute URI", name, res)
+		}
+	}
+	if c.Policies == "" {
+		bad("--policies is required")
+	}
+	for name, addr := range map[string]string{"grpc-addr": c.GRPCAddr, "http-addr": c.HTTPAddr} {
+		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+			bad("--%s %q is not host:port", name, addr)
+		}
+	}
+	if c.GRPCAddr != "" && c.GRPCAddr == c.HTTPAddr {
+		bad("--grpc-addr and --http-addr are both %s", c.GRPCAddr)
+	}
+	if c.DecisionKey == "" {
+		bad("--decision-key is required (create one with 'sidecar keygen')")
+	}
+	if c.DecisionTTL < time.Second || c.DecisionTTL > decision.MaxTTL || c.DecisionTTL%time.Second != 0 {
+		bad("--decision-ttl %s is not whole seconds between 1s and %s", c.DecisionTTL, decision.MaxTTL)
+	}
+	if c.ClockSkew < 0 || c.ClockSkew > MaxClockSkew {
+		bad("--clock-skew %s is not between 0 and %s", c.ClockSkew, MaxClockSkew)
+	}
+	if c.TokenCacheSize < 0 {
+		bad("--token-cache-size %d is negative", c.TokenCacheSize)
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		bad("--log-level %q is not debug, info, warn or error", c.LogLevel)
+	}
+	if len(c.Algorithms) == 0 {
+		bad("--algorithms is empty")
+	}
+	for _, alg := range c.Algorithms {
+		if !slices.Contains(allowedAlgorithms, alg) {
+			bad("--algorithms: %q is not one of %s", alg, strings.Join(allowedAlgorithms, ", "))
+		}
+	}
+	if _, err := parsePrefixes(c.TrustedProxies); err != nil {
+		bad("--trusted-proxy: %w", err)
+	}
+	if c.MaxBodyBytes < 0 || c.MaxBodyBytes > MaxBodyLimit {
+		bad("--max-body-bytes %d is not between 0 and %d", c.MaxBodyBytes, MaxBodyLimit)
+	}
+	if c.JWKSRefresh < MinJWKSRefresh {
+		bad("--jwks-refresh %s is shorter than %s", c.JWKSRefresh, MinJWKSRefresh)
+	}
+	return errors.Join(errs...)
+}
+
+// parseLevel reads a --log-level value.
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	switch s {
+	case "debug", "info", "warn", "error":
+		return l, l.UnmarshalText([]byte(s))
+	}
+	return l, fmt.Errorf("sidecar: unknown log level %q", s)
+}
+
+// NewLogger returns the JSON logger the sidecar writes, at the configured level (info when invalid).
+func (c *Config) NewLogger(w io.Writer) *slog.Logger {
+	level, err := parseLevel(c.LogLevel)
+	if err != nil {
+		level = slog.LevelInfo
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+// parsePrefixes reads CIDRs; a bare address is a single-address prefix.
+func parsePrefixes(list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	var errs []error
+	for _, s := range list {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		if a, err := netip.ParseAddr(s); err == nil {
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			continue
+		}
+		errs = append(errs, fmt.Errorf("%q is not a CIDR or an address", s))
+	}
+	return out, errors.Join(errs...)
+}

@@ -1,0 +1,183 @@
+package sidecar
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Reasons of the HTTP check endpoints' own refusals.
+const (
+	reasonUntrustedProxy   = "untrusted_proxy"
+	reasonMissingForwarded = "missing_forwarded_request"
+)
+
+// envoyPrefix is the path_prefix of Envoy's HTTP ext_authz service: the original request target
+// follows it.
+const envoyPrefix = "/envoy"
+
+// Handler returns the HTTP handler of the sidecar's HTTP address:
+//
+//	/healthz        200 while the process runs
+//	/readyz         200 when keys and a policy are loaded, else 503
+//	/metrics        Prometheus metrics of this Server
+//	/envoy/…        Envoy's HTTP ext_authz mode: the original method, the original target after /envoy
+//	/forward-auth   nginx auth_request, Caddy forward_auth, Traefik forwardAuth: the original method and
+//	                URI from X-Forwarded-Method/-Uri or X-Original-Method/-URI, honoured only from
+//	                --trusted-proxy peers. No body is ever seen here: routes whose policy checks the
+//	                body (PATCH an organization, assign roles) need Envoy with with_request_body.
+//
+// The check endpoints answer 200 with the identity headers on allow, and on deny the status,
+// WWW-Authenticate and the JSON body. nginx turns any auth_request status other than 2xx, 401 and
+// 403 into 500.
+//
+// Paths are dispatched on the raw request target, never a cleaned one, so the check endpoints see
+// exactly what the client sent.
+func (s *Server) Handler() http.Handler {
+	metrics := promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		target := r.RequestURI
+		if target == envoyPrefix || strings.HasPrefix(target, envoyPrefix+"/") || strings.HasPrefix(target, envoyPrefix+"?") {
+			s.serveCheck(w, r, s.envoyRequest)
+			return
+		}
+		path, _, _ := strings.Cut(target, "?")
+		switch path {
+		case "/forward-auth":
+			s.serveCheck(w, r, s.forwardAuthRequest)
+		case "/healthz":
+			writeStatus(w, http.StatusOK, map[string]bool{"alive": true})
+		case "/readyz":
+			keys, pol := s.tokens.Ready(), s.policy.Ready()
+			st := http.StatusOK
+			if !keys || !pol {
+				st = http.StatusServiceUnavailable
+			}
+			writeStatus(w, st, map[string]bool{"keys": keys, "policy": pol})
+		case "/metrics":
+			metrics.ServeHTTP(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+func writeStatus(w http.ResponseWriter, status int, body any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+// serveCheck answers one HTTP check: read turns the request into the common form, or refuses it
+// itself; then the decision path shared with gRPC. A panic is a 503.
+func (s *Server) serveCheck(w http.ResponseWriter, r *http.Request, read func(*http.Request) (*rawRequest, *verdict)) {
+	start := time.Now()
+	id := ""
+	defer func() {
+		if p := recover(); p != nil {
+			if id == "" {
+				id = requestID("")
+			}
+			v := &verdict{status: http.StatusServiceUnavailable, reason: reasonInternalError, err: fmt.Errorf("sidecar: HTTP check panicked: %v", p)}
+			s.record(id, nil, v, start)
+			writeHTTP(w, id, v)
+		}
+	}()
+	raw, v := read(r)
+	id = raw.id
+	var req *request
+	if v == nil {
+		req, v = s.decide(r.Context(), raw)
+	}
+	s.record(id, req, v, start)
+	writeHTTP(w, id, v)
+}
+
+// httpRawRequest is the common part of both HTTP check endpoints.
+func httpRawRequest(r *http.Request) *rawRequest {
+	raw := &rawRequest{
+		method:  r.Method,
+		host:    r.Host,
+		headers: make(map[string]string, len(r.Header)),
+	}
+	for k, vs := range r.Header {
+		raw.headers[strings.ToLower(k)] = strings.ToValidUTF8(strings.Join(vs, ","), "\uFFFD")
+	}
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		raw.source = ap.Addr().Unmap().String()
+	}
+	raw.id = requestID(raw.headers["x-request-id"])
+	return raw
+}
+
+// envoyRequest reads a request of Envoy's HTTP ext_authz mode.
+func (s *Server) envoyRequest(r *http.Request) (*rawRequest, *verdict) {
+	raw := httpRawRequest(r)
+	raw.target = strings.TrimPrefix(r.RequestURI, envoyPrefix)
+	if raw.target == "" || raw.target[0] == '?' {
+		raw.target = "/" + raw.target
+	}
+	if r.Body != nil && r.ContentLength != 0 {
+		body, err := io.ReadAll(io.LimitReader(r.Body, int64(s.cfg.MaxBodyBytes)+1))
+		if err == nil && len(body) <= s.cfg.MaxBodyBytes {
+			raw.body = body
+		} else {
+			raw.partial = true
+		}
+	}
+	return raw, nil
+}
+
+// forwardAuthRequest reads a forward-auth subrequest: the original method and URI come from the
+// proxy's headers, believed only when the peer is a trusted proxy.
+func (s *Server) forwardAuthRequest(r *http.Request) (*rawRequest, *verdict) {
+	raw := httpRawRequest(r)
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil || !s.trustedPeer(peer.Addr()) {
+		return raw, &verdict{status: http.StatusForbidden, reason: reasonUntrustedProxy}
+	}
+	method, okM := forwarded(r.Header, "X-Forwarded-Method", "X-Original-Method")
+	uri, okU := forwarded(r.Header, "X-Forwarded-Uri", "X-Original-Uri")
+	if !okM || !okU {
+		return raw, &verdict{status: http.StatusBadRequest, reason: reasonMissingForwarded}
+	}
+	raw.method, raw.target = method, uri
+	if host, ok := forwarded(r.Header, "X-Forwarded-Host"); ok {
+		raw.host = host
+	}
+	return raw, nil
+}
+
+// forwarded returns the one value the given headers agree on: each present at most once, all
+// present ones equal, at least one present.
+func forwarded(h http.Header, names ...string) (string, bool) {
+	value, found := "", false
+	for _, n := range names {
+		vs := h.Values(n)
+		switch {
+		case len(vs) == 0:
+			continue
+		case len(vs) > 1, found && vs[0] != value:
+			return "", false
+		}
+		value, found = vs[0], true
+	}
+	return value, found
+}
+
+func (s *Server) trustedPeer(a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range s.trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,392 @@
+package sidecar
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/url"
+	"strings"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/orgauthz/orgauthz/sidecar/internal/token"
+)
+
+// Bounds on what a request may carry into the policy. Larger requests are refused (400) or, for
+// a body, given to the policy as null.
+const (
+	maxPathBytes    = 2048 // DESIGN: canonical path at most 2048 bytes
+	maxQueryBytes   = 8 << 10
+	maxQueryParams  = 100
+	maxMethodBytes  = 32
+	maxJSONDepth    = 32
+	maxRequestIDLen = 128
+)
+
+// Reasons for requests refused before the token or the policy is looked at. Each is a response
+// body's code and a metric label.
+const (
+	reasonInvalidMethod     = "invalid_method"
+	reasonMethodOverride    = "method_override"
+	reasonInvalidPath       = "invalid_path"
+	reasonInvalidQuery      = "invalid_query"
+	reasonInvalidConnection = "invalid_connection_header"
+	reasonInvalidAuth       = "invalid_authorization"
+	reasonMultipleTokens    = "multiple_tokens"
+)
+
+// methodOverrideHeaders would let a client make the app see another method than the policy did.
+var methodOverrideHeaders = []string{"x-http-method-override", "x-http-method", "x-method-override"}
+
+// rawRequest is what a proxy told us about one request, before any checking: the common form of
+// a CheckRequest and of the HTTP check endpoints' requests.
+type rawRequest struct {
+	id         string            // decision id: the proxy's x-request-id when sane, else random
+	method     string            // as sent
+	target     string            // raw request target: path and query, nothing decoded
+	host       string            // authority
+	headers    map[string]string // lower-case names, repeated headers joined with ","
+	body       []byte            // nil when the proxy sent none
+	partial    bool              // the proxy truncated the body
+	source     string            // peer address, no port
+	extensions map[string]string // Envoy per-route context extensions
+}
+
+// request is a checked request: canonical method and path, and what the policy may see.
+type request struct {
+	*rawRequest
+	path          string              // canonical path, no query
+	segments      []string            // path split on "/", each non-empty
+	query         map[string][]string // parsed query; never used for routing
+	bearer        string              // the token, "" when there is no Authorization header
+	inputHeaders  map[string]string   // headers without credentials and x-orgauthz-*
+	body          ast.Value           // parsed JSON body, nil when absent or not JSON
+	clientHeaders []string            // client-sent x-orgauthz-* names, removed on allow
+}
+
+// rejection refuses a request before any token or policy is consulted.
+type rejection struct {
+	status int
+	reason string
+}
+
+// fromCheckRequest reads the request part of an Envoy CheckRequest.
+func fromCheckRequest(in *authv3.CheckRequest) *rawRequest {
+	attrs := in.GetAttributes()
+	h := attrs.GetRequest().GetHttp()
+	raw := &rawRequest{
+		method:     h.GetMethod(),
+		target:     h.GetPath(),
+		host:       h.GetHost(),
+		headers:    make(map[string]string, len(h.GetHeaders())),
+		source:     attrs.GetSource().GetAddress().GetSocketAddress().GetAddress(),
+		extensions: attrs.GetContextExtensions(),
+	}
+	for k, v := range h.GetHeaders() {
+		raw.headers[strings.ToLower(k)] = v
+	}
+	// With encode_raw_headers Envoy sends header_map instead: one entry per value.
+	for _, hv := range h.GetHeaderMap().GetHeaders() {
+		k := strings.ToLower(hv.GetKey())
+		v := hv.GetValue()
+		if v == "" {
+			v = string(hv.GetRawValue())
+		}
+		if old, ok := raw.headers[k]; ok {
+			v = old + "," + v
+		}
+		raw.headers[k] = v
+	}
+	switch {
+	case len(h.GetRawBody()) > 0:
+		raw.body = h.GetRawBody()
+	case h.GetBody() != "":
+		raw.body = []byte(h.GetBody())
+	}
+	raw.partial = raw.headers["x-envoy-auth-partial-body"] == "true"
+	if raw.target == "" {
+		raw.target = raw.headers[":path"]
+	}
+	if raw.method == "" {
+		raw.method = raw.headers[":method"]
+	}
+	if raw.host == "" {
+		raw.host = raw.headers[":authority"]
+	}
+	raw.id = requestID(raw.headers["x-request-id"])
+	return raw
+}
+
+// requestID returns id when it is a short run of safe characters, else a random id.
+func requestID(id string) string {
+	if id != "" && len(id) <= maxRequestIDLen && strings.Trim(id, idChars) == "" {
+		return id
+	}
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+const idChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_."
+
+// parseRequest checks raw as DESIGN's request flow steps 1 to 3 say. A rejection is a 400 or a
+// 401 decided before the token is verified or the policy runs.
+func parseRequest(raw *rawRequest, maxBody int) (*request, *rejection) {
+	req := &request{rawRequest: raw}
+	if !validMethod(raw.method) {
+		return req, &rejection{400, reasonInvalidMethod}
+	}
+	if m, ok := raw.headers[":method"]; ok && m != raw.method {
+		return req, &rejection{400, reasonInvalidMethod}
+	}
+	for _, h := range methodOverrideHeaders {
+		if _, ok := raw.headers[h]; ok {
+			return req, &rejection{400, reasonMethodOverride}
+		}
+	}
+	if p, ok := raw.headers[":path"]; ok && p != raw.target {
+		return req, &rejection{400, reasonInvalidPath}
+	}
+	path, rawQuery, _ := strings.Cut(raw.target, "?")
+	segments, ok := canonicalPath(path)
+	if !ok {
+		return req, &rejection{400, reasonInvalidPath}
+	}
+	req.path, req.segments = path, segments
+	query, ok := parseQuery(rawQuery)
+	if !ok {
+		return req, &rejection{400, reasonInvalidQuery}
+	}
+	req.query = query
+	if c, ok := raw.headers["connection"]; ok && hidesIdentity(c) {
+		return req, &rejection{400, reasonInvalidConnection}
+	}
+
+	req.inputHeaders = make(map[string]string, len(raw.headers))
+	for k, v := range raw.headers {
+		switch {
+		case strings.HasPrefix(k, "x-orgauthz-"):
+			req.clientHeaders = append(req.clientHeaders, k)
+		case k == "authorization", k == "cookie", k == "proxy-authorization":
+		default:
+			req.inputHeaders[k] = v
+		}
+	}
+	if auth, ok := raw.headers["authorization"]; ok {
+		tok, rej := parseBearer(auth)
+		if rej != nil {
+			return req, rej
+		}
+		req.bearer = tok
+	}
+	if raw.body != nil && !raw.partial && len(raw.body) <= maxBody && isJSON(raw.headers["content-type"]) {
+		if v, err := parseJSON(raw.body); err == nil {
+			req.body = v
+		}
+	}
+	return req, nil
+}
+
+// validMethod reports whether m is an upper-case HTTP token: the canonical form of a method.
+func validMethod(m string) bool {
+	if m == "" || len(m) > maxMethodBytes {
+		return false
+	}
+	for i := 0; i < len(m); i++ {
+		c := m[i]
+		switch {
+		case 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_', c == '.', c == '!', c == '#',
+			c == '$', c == '%', c == '&', c == '\'', c == '*', c == '+', c == '^', c == '`', c == '|', c == '~':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// canonicalPath checks that path is canonical (DESIGN step 2) and returns its segments: "/" alone,
+// or "/"-separated non-empty segments of [A-Za-z0-9._~-], none "." or "..", no trailing "/", at
+// most maxPathBytes. Nothing is decoded or rewritten: anything else is refused.
+func canonicalPath(path string) ([]string, bool) {
+	if len(path) == 0 || len(path) > maxPathBytes || path[0] != '/' {
+		return nil, false
+	}
+	if path == "/" {
+		return []string{}, true
+	}
+	n := 1
+	for i := 1; i < len(path); i++ {
+		c := path[i]
+		switch {
+		case c == '/':
+			n++
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == '~', c == '-':
+		default:
+			return nil, false
+		}
+	}
+	segments := make([]string, 0, n)
+	for s := range strings.SplitSeq(path[1:], "/") {
+		if s == "" || s == "." || s == ".." {
+			return nil, false
+		}
+		segments = append(segments, s)
+	}
+	return segments, true
+}
+
+// parseQuery parses a raw query strictly (no ";" separators, valid escapes) within bounds.
+func parseQuery(raw string) (map[string][]string, bool) {
+	if raw == "" {
+		return map[string][]string{}, true
+	}
+	if len(raw) > maxQueryBytes || strings.Count(raw, "&") >= maxQueryParams {
+		return nil, false
+	}
+	q, err := url.ParseQuery(raw)
+	if err != nil {
+		return nil, false
+	}
+	return q, true
+}
+
+// hidesIdentity reports whether a Connection header names a header the sidecar sets or removes:
+// a proxy honouring it would drop the decision on the way to mgmtproxy, or keep a credential.
+func hidesIdentity(connection string) bool {
+	for name := range strings.SplitSeq(connection, ",") {
+		name = strings.ToLower(strings.TrimSpace(name))
+		if strings.HasPrefix(name, "x-orgauthz-") || name == "authorization" || name == "cookie" {
+			return true
+		}
+	}
+	return false
+}
+
+// parseBearer reads an Authorization value (DESIGN step 3): "Bearer", case-insensitive, exactly
+// one space and a compact JWS of three base64url parts, at most token.MaxTokenBytes. Envoy joins
+// repeated headers with ",", so a comma means two tokens.
+func parseBearer(v string) (string, *rejection) {
+	const scheme = "Bearer "
+	if strings.IndexByte(v, ',') >= 0 {
+		return "", &rejection{401, reasonMultipleTokens}
+	}
+	if len(v) <= len(scheme) || !strings.EqualFold(v[:len(scheme)-1], scheme[:len(scheme)-1]) || v[len(scheme)-1] != ' ' {
+		return "", &rejection{401, reasonInvalidAuth}
+	}
+	tok := v[len(scheme):]
+	if len(tok) > token.MaxTokenBytes {
+		return "", &rejection{401, token.ReasonTooLarge}
+	}
+	dots, partLen := 0, 0
+	for i := 0; i < len(tok); i++ {
+		c := tok[i]
+		switch {
+		case c == '.':
+			if partLen == 0 {
+				return "", &rejection{401, token.ReasonMalformed}
+			}
+			dots, partLen = dots+1, 0
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_':
+			partLen++
+		default:
+			return "", &rejection{401, token.ReasonMalformed}
+		}
+	}
+	if dots != 2 || partLen == 0 {
+		return "", &rejection{401, token.ReasonMalformed}
+	}
+	return tok, nil
+}
+
+// isJSON reports whether a Content-Type is application/json or application/*+json.
+func isJSON(contentType string) bool {
+	if contentType == "" {
+		return false
+	}
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return false
+	}
+	return mt == "application/json" || (strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))
+}
+
+var (
+	errDuplicateKey = errors.New("duplicate object key")
+	errTooDeep      = fmt.Errorf("nested deeper than %d", maxJSONDepth)
+)
+
+// parseJSON decodes one JSON value straight into an OPA value: numbers kept exact, duplicate
+// object keys and trailing data refused, nesting bounded. The caller bounds the size.
+func parseJSON(data []byte) (ast.Value, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	v, err := decodeJSON(dec, 0)
+	if err != nil {
+		return nil, fmt.Errorf("sidecar: body: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("sidecar: body: data after the JSON value")
+	}
+	return v, nil
+}
+
+func decodeJSON(dec *json.Decoder, depth int) (ast.Value, error) {
+	if depth > maxJSONDepth {
+		return nil, errTooDeep
+	}
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, err
+	}
+	switch t := tok.(type) {
+	case json.Delim:
+		switch t {
+		case '{':
+			obj := ast.NewObject()
+			for dec.More() {
+				k, err := dec.Token()
+				if err != nil {
+					return nil, err
+				}
+				key := ast.StringTerm(k.(string))
+				if obj.Get(key) != nil {
+					return nil, errDuplicateKey
+				}
+				v, err := decodeJSON(dec, depth+1)
+				if err != nil {
+					return nil, err
+				}
+				obj.Insert(key, ast.NewTerm(v))
+			}
+			_, err := dec.Token() // '}'
+			return obj, err
+		case '[':
+			var terms []*ast.Term
+			for dec.More() {
+				v, err := decodeJSON(dec, depth+1)
+				if err != nil {
+					return nil, err
+				}
+				terms = append(terms, ast.NewTerm(v))
+			}
+			_, err := dec.Token() // ']'
+			return ast.NewArray(terms...), err
+		}
+		return nil, fmt.Errorf("unexpected %v", t)
+	case string:
+		return ast.String(t), nil
+	case json.Number:
+		return ast.Number(t), nil
+	case bool:
+		return ast.Boolean(t), nil
+	case nil:
+		return ast.Null{}, nil
+	}
+	return nil, fmt.Errorf("unexpected token %T", tok)
+}

@@ -1,0 +1,224 @@
+package sidecar
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"golang.org/x/net/http/httpguts"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+
+	"github.com/orgauthz/orgauthz/sidecar/decision"
+	"github.com/orgauthz/orgauthz/sidecar/internal/token"
+)
+
+// The identity headers the sidecar sets on an allowed request (DESIGN, "Headers the sidecar sets").
+const (
+	headerDecisionID     = "x-orgauthz-decision-id"
+	headerSubject        = "x-orgauthz-subject"
+	headerOrganizationID = "x-orgauthz-organization-id"
+	headerTokenKind      = "x-orgauthz-token-kind"
+)
+
+// Reasons of the sidecar's own 503s.
+const (
+	reasonNotReady      = "not_ready"
+	reasonTokenError    = "token_error"
+	reasonPolicyError   = "policy_error"
+	reasonSignError     = "sign_error"
+	reasonInternalError = "internal_error"
+)
+
+// verdict is the answer to one request: an allow (status 200) or a deny with its status.
+type verdict struct {
+	status  int
+	reason  string
+	route   string            // allow: the route template the policy matched
+	headers map[string]string // allow: the policy's extra headers, already filtered
+	scopes  []string          // 403: the scopes the policy said were missing
+	claims  *token.Claims     // the verified token, nil without one
+	signed  string            // allow: the signed decision
+	err     error             // the fault behind a 503, for the log only
+	dropped []string          // policy header names refused, for the log
+}
+
+func (v *verdict) allowed() bool { return v.status == http.StatusOK }
+
+// result is the verdict's metric and log label.
+func (v *verdict) result() string {
+	switch {
+	case v.allowed():
+		return "allow"
+	case v.status >= 500:
+		return "error"
+	}
+	return "deny"
+}
+
+// header is one header of an answer, in the order it is sent.
+type header struct{ name, value string }
+
+// allowHeaders are the headers added to an allowed request: the identity headers, then the
+// policy's.
+func allowHeaders(id string, v *verdict) []header {
+	hs := []header{{decision.Header, v.signed}, {headerDecisionID, id}}
+	if c := v.claims; c != nil {
+		hs = append(hs, header{headerSubject, c.Subject}, header{headerTokenKind, string(c.Kind)})
+		if c.OrganizationID != "" {
+			hs = append(hs, header{headerOrganizationID, c.OrganizationID})
+		}
+	}
+	for k, val := range v.headers {
+		hs = append(hs, header{k, val})
+	}
+	return hs
+}
+
+// denyHeaders are the headers of a denied answer.
+func denyHeaders(id string, v *verdict) []header {
+	hs := []header{{"content-type", "application/json"}, {headerDecisionID, id}}
+	switch v.status {
+	case http.StatusUnauthorized:
+		hs = append(hs, header{"www-authenticate", `Bearer error="invalid_token"`})
+	case http.StatusForbidden:
+		h := `Bearer error="insufficient_scope"`
+		if s := scopeParam(v.scopes); s != "" {
+			h += `, scope="` + s + `"`
+		}
+		hs = append(hs, header{"www-authenticate", h})
+	}
+	return hs
+}
+
+// scopeParam joins scopes for WWW-Authenticate, leaving out any that are not RFC 6750 scope tokens.
+func scopeParam(scopes []string) string {
+	var ok []string
+	for _, s := range scopes {
+		valid := s != ""
+		for i := 0; i < len(s) && valid; i++ {
+			c := s[i]
+			valid = c == 0x21 || (0x23 <= c && c <= 0x5B) || (0x5D <= c && c <= 0x7E)
+		}
+		if valid {
+			ok = append(ok, s)
+		}
+	}
+	return strings.Join(ok, " ")
+}
+
+// messages are the fixed texts of denied answers; nothing from the request is echoed.
+var messages = map[int]string{
+	http.StatusBadRequest:         "the request is malformed or ambiguous",
+	http.StatusUnauthorized:       "a valid Logto access token is required",
+	http.StatusForbidden:          "the request is not allowed",
+	http.StatusServiceUnavailable: "the authorization service cannot decide now; retry later",
+}
+
+// denyBody is the JSON body of a denied answer: {"code": reason, "message": …}.
+func denyBody(v *verdict) string {
+	b, _ := json.Marshal(struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	}{v.reason, messages[v.status]}) // cannot fail: two strings
+	return string(b)
+}
+
+// checkResponse turns a verdict into Envoy's CheckResponse, status always set.
+func checkResponse(req *request, id string, v *verdict) *authv3.CheckResponse {
+	if v.allowed() {
+		ok := &authv3.OkHttpResponse{HeadersToRemove: []string{"authorization", "cookie"}}
+		set := map[string]bool{}
+		for _, h := range allowHeaders(id, v) {
+			ok.Headers = append(ok.Headers, headerOption(h))
+			set[h.name] = true
+		}
+		if req != nil {
+			for _, name := range req.clientHeaders {
+				if !set[name] {
+					ok.HeadersToRemove = append(ok.HeadersToRemove, name)
+				}
+			}
+		}
+		return &authv3.CheckResponse{
+			Status:       &rpcstatus.Status{Code: int32(codes.OK)},
+			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: ok},
+		}
+	}
+	code := codes.PermissionDenied
+	switch v.status {
+	case http.StatusUnauthorized:
+		code = codes.Unauthenticated
+	case http.StatusBadRequest:
+		code = codes.InvalidArgument
+	case http.StatusServiceUnavailable:
+		code = codes.Unavailable
+	}
+	denied := &authv3.DeniedHttpResponse{
+		Status: &typev3.HttpStatus{Code: typev3.StatusCode(v.status)},
+		Body:   denyBody(v),
+	}
+	for _, h := range denyHeaders(id, v) {
+		denied.Headers = append(denied.Headers, headerOption(h))
+	}
+	return &authv3.CheckResponse{
+		Status:       &rpcstatus.Status{Code: int32(code)},
+		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: denied},
+	}
+}
+
+func headerOption(h header) *corev3.HeaderValueOption {
+	return &corev3.HeaderValueOption{
+		Header:       &corev3.HeaderValue{Key: h.name, Value: h.value},
+		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+	}
+}
+
+// writeHTTP writes a verdict as the HTTP check endpoints' answer: 200 with the identity headers,
+// or the deny status, headers and JSON body.
+func writeHTTP(w http.ResponseWriter, id string, v *verdict) {
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	if v.allowed() {
+		for _, hv := range allowHeaders(id, v) {
+			h.Set(hv.name, hv.value)
+		}
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	for _, hv := range denyHeaders(id, v) {
+		h.Set(hv.name, hv.value)
+	}
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(v.status)
+	_, _ = w.Write([]byte(denyBody(v)))
+}
+
+// filterPolicyHeaders keeps the policy's headers that may be set on a request: valid names and
+// values, never credentials, routing, hop-by-hop, Envoy's or our own identity headers.
+func filterPolicyHeaders(in map[string]string) (kept map[string]string, dropped []string) {
+	for k, v := range in {
+		name := strings.ToLower(k)
+		if !httpguts.ValidHeaderFieldName(k) || !httpguts.ValidHeaderFieldValue(v) || reservedHeader(name) {
+			dropped = append(dropped, k)
+			continue
+		}
+		if kept == nil {
+			kept = make(map[string]string, len(in))
+		}
+		kept[name] = v
+	}
+	return kept, dropped
+}
+
+func reservedHeader(name string) bool {
+	switch name {
+	case "authorization", "proxy-authorization", "cookie", "host", "connection", "keep-alive",
+		"te", "trailer", "transfer-encoding", "upgrade", "content-length":
+		return true
+	}
+	return strings.HasPrefix(name, ":") || strings.HasPrefix(name, "x-orgauthz-") || strings.HasPrefix(name, "x-envoy-")
+}

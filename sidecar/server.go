@@ -1,0 +1,379 @@
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"regexp"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	"github.com/orgauthz/orgauthz/sidecar/decision"
+	"github.com/orgauthz/orgauthz/sidecar/internal/policy"
+	"github.com/orgauthz/orgauthz/sidecar/internal/token"
+)
+
+// Server bounds.
+const (
+	maxRecvMsgBytes = 1 << 20 // a CheckRequest: headers, a path and a bounded body
+	shutdownTimeout = 10 * time.Second
+)
+
+var _ authv3.AuthorizationServer = (*Server)(nil)
+
+// Server answers Envoy's ext_authz checks over gRPC and the same checks over HTTP. It is safe for
+// concurrent use.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	tokens  *token.Verifier
+	policy  *policy.Engine
+	signer  *decision.Signer
+	trusted []netip.Prefix
+	metrics *metrics
+	grpc    *grpc.Server
+	http    *http.Server
+
+	// beforeEval, when set, runs in the decision path after the request is checked: tests use it
+	// to inject a panic.
+	beforeEval func()
+}
+
+// New builds a Server from cfg, which it validates. The token key sets start loading and the
+// policy directory is loaded and watched; both follow ctx, which should live as long as the
+// Server. A policy that does not load leaves the Server not ready (every check answers 503)
+// until a good one appears.
+func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	trusted, _ := parsePrefixes(cfg.TrustedProxies) // Validate checked them
+	signer, err := decision.LoadSigner(cfg.DecisionKey, cfg.DecisionTTL)
+	if err != nil {
+		return nil, fmt.Errorf("sidecar: decision key: %w", err)
+	}
+	cacheSize := cfg.TokenCacheSize
+	if cacheSize == 0 {
+		cacheSize = -1 // token.Config: negative disables, zero means its default
+	}
+	skew := cfg.ClockSkew
+	if skew == 0 {
+		skew = time.Nanosecond // token.Config: zero means its default; this is no leeway
+	}
+	tokens, err := token.New(ctx, token.Config{
+		Issuers:         cfg.Issuers,
+		APIResource:     cfg.APIResource,
+		AdminResource:   cfg.AdminResource,
+		Algorithms:      cfg.Algorithms,
+		ClockSkew:       skew,
+		CacheSize:       cacheSize,
+		RefreshInterval: cfg.JWKSRefresh,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sidecar: %w", err)
+	}
+	s := &Server{
+		cfg:     cfg,
+		log:     logger,
+		tokens:  tokens,
+		policy:  policy.New(cfg.Policies, policy.Options{}),
+		signer:  signer,
+		trusted: trusted,
+	}
+	s.metrics = newMetrics(s)
+	if err := s.policy.Load(ctx); err != nil {
+		logger.Error("policy not loaded: every check answers 503 until a policy loads", "dir", cfg.Policies, "err", err)
+	} else {
+		logger.Info("policy loaded", "dir", cfg.Policies, "revision", s.policy.Stats().Revision)
+	}
+	go func() {
+		err := s.policy.Watch(ctx, func(err error) {
+			if err != nil {
+				logger.Error("policy reload rejected; the last good policy keeps serving", "dir", cfg.Policies, "err", err)
+				return
+			}
+			logger.Info("policy reloaded", "dir", cfg.Policies, "revision", s.policy.Stats().Revision)
+		})
+		if err != nil {
+			logger.Error("policy directory not watched: changes need a restart", "dir", cfg.Policies, "err", err)
+		}
+	}()
+
+	s.grpc = grpc.NewServer(
+		grpc.MaxRecvMsgSize(maxRecvMsgBytes),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 15 * time.Minute, Time: 2 * time.Minute, Timeout: 20 * time.Second}),
+	)
+	authv3.RegisterAuthorizationServer(s.grpc, s)
+	healthpb.RegisterHealthServer(s.grpc, healthServer{s: s})
+	if cfg.GRPCReflection {
+		reflection.Register(s.grpc)
+	}
+	s.http = &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+	}
+	return s, nil
+}
+
+// CheckPolicies reads and compiles the policy directory as the Server would, for --check and CI.
+func CheckPolicies(ctx context.Context, dir string) error { return policy.Check(ctx, dir) }
+
+// Ready reports whether the Server can decide: keys loaded for every issuer and a policy loaded.
+func (s *Server) Ready() bool { return s.tokens.Ready() && s.policy.Ready() }
+
+// GRPCServer returns the gRPC server (ext_authz, health, optional reflection), for callers that
+// serve it on their own listener.
+func (s *Server) GRPCServer() *grpc.Server { return s.grpc }
+
+// Serve listens on the configured addresses and serves until ctx ends, then stops gracefully.
+func (s *Server) Serve(ctx context.Context) error {
+	var lc net.ListenConfig
+	gl, err := lc.Listen(ctx, "tcp", s.cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("sidecar: gRPC address %s: %w", s.cfg.GRPCAddr, err)
+	}
+	hl, err := lc.Listen(ctx, "tcp", s.cfg.HTTPAddr)
+	if err != nil {
+		gl.Close()
+		return fmt.Errorf("sidecar: HTTP address %s: %w", s.cfg.HTTPAddr, err)
+	}
+	return s.ServeListeners(ctx, gl, hl)
+}
+
+// ServeListeners serves gRPC on grpcLn and HTTP on httpLn until ctx ends or either server fails,
+// then stops both gracefully (in-flight checks finish, at most shutdownTimeout). It takes
+// ownership of the listeners and may be called once.
+func (s *Server) ServeListeners(ctx context.Context, grpcLn, httpLn net.Listener) error {
+	s.log.Info("sidecar serving", "grpc", grpcLn.Addr().String(), "http", httpLn.Addr().String())
+	errc := make(chan error, 2)
+	go func() {
+		if err := s.grpc.Serve(grpcLn); err != nil {
+			errc <- fmt.Errorf("sidecar: gRPC: %w", err)
+			return
+		}
+		errc <- nil
+	}()
+	go func() {
+		if err := s.http.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("sidecar: HTTP: %w", err)
+			return
+		}
+		errc <- nil
+	}()
+
+	var errs []error
+	pending := 2
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		pending--
+		errs = append(errs, err)
+	}
+	stopped := make(chan struct{})
+	go func() { s.grpc.GracefulStop(); close(stopped) }()
+	timer := time.NewTimer(shutdownTimeout)
+	defer timer.Stop()
+	select {
+	case <-stopped:
+	case <-timer.C:
+		s.grpc.Stop()
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := s.http.Shutdown(sctx); err != nil {
+		errs = append(errs, fmt.Errorf("sidecar: HTTP shutdown: %w", err))
+	}
+	for ; pending > 0; pending-- {
+		errs = append(errs, <-errc)
+	}
+	return errors.Join(errs...)
+}
+
+// Check implements envoy.service.auth.v3.Authorization. Every outcome, a panic included, is a
+// CheckResponse with its status set; it never returns an error, so Envoy's status_on_error is
+// never needed to fail closed.
+func (s *Server) Check(ctx context.Context, in *authv3.CheckRequest) (resp *authv3.CheckResponse, err error) {
+	start := time.Now()
+	var raw *rawRequest
+	defer func() {
+		if p := recover(); p != nil {
+			id := ""
+			if raw != nil {
+				id = raw.id
+			} else {
+				id = requestID("")
+			}
+			v := &verdict{status: http.StatusServiceUnavailable, reason: reasonInternalError, err: fmt.Errorf("sidecar: check panicked: %v", p)}
+			s.record(id, nil, v, start)
+			resp, err = checkResponse(nil, id, v), nil
+		}
+	}()
+	raw = fromCheckRequest(in)
+	req, v := s.decide(ctx, raw)
+	s.record(raw.id, req, v, start)
+	return checkResponse(req, raw.id, v), nil
+}
+
+// decide is the one decision path of every endpoint: DESIGN's request flow, steps 2 to 8.
+func (s *Server) decide(ctx context.Context, raw *rawRequest) (*request, *verdict) {
+	req, rej := parseRequest(raw, s.cfg.MaxBodyBytes)
+	if rej != nil {
+		return req, &verdict{status: rej.status, reason: rej.reason}
+	}
+	if s.beforeEval != nil {
+		s.beforeEval()
+	}
+	unavailable := func(reason string, err error) (*request, *verdict) {
+		return req, &verdict{status: http.StatusServiceUnavailable, reason: reason, err: err}
+	}
+	if !s.Ready() {
+		return unavailable(reasonNotReady, nil)
+	}
+	var claims *token.Claims
+	if req.bearer != "" {
+		c, err := s.tokens.Verify(ctx, req.bearer)
+		var te *token.Error
+		switch {
+		case errors.As(err, &te):
+			return req, &verdict{status: http.StatusUnauthorized, reason: te.Reason}
+		case errors.Is(err, token.ErrNotReady):
+			return unavailable(reasonNotReady, err)
+		case err != nil:
+			return unavailable(reasonTokenError, err)
+		}
+		claims = c
+	}
+	input, err := buildInput(req, claims)
+	if err != nil {
+		return unavailable(reasonPolicyError, err)
+	}
+	d, err := s.policy.Eval(ctx, input)
+	switch {
+	case errors.Is(err, policy.ErrNotReady):
+		return unavailable(reasonNotReady, err)
+	case err != nil:
+		return unavailable(reasonPolicyError, err)
+	}
+	if !d.Allow {
+		st := d.Status
+		if st != http.StatusBadRequest && st != http.StatusUnauthorized {
+			st = http.StatusForbidden
+		}
+		return req, &verdict{status: st, reason: reasonCode(d.Reason, "denied"), scopes: d.RequiredScopes, claims: claims}
+	}
+	if d.Route == "" {
+		return unavailable(reasonPolicyError, errors.New("sidecar: policy allowed without naming a route"))
+	}
+	v := &verdict{status: http.StatusOK, reason: reasonCode(d.Reason, "allowed"), route: d.Route, claims: claims}
+	v.headers, v.dropped = filterPolicyHeaders(d.Headers)
+	dc := decision.Claims{Method: req.method, Path: req.path, Route: d.Route}
+	if claims != nil {
+		dc.Kind, dc.App, dc.Org, dc.Subject = string(claims.Kind), claims.IsApp, claims.OrganizationID, claims.Subject
+	}
+	if v.signed, err = s.signer.Sign(dc); err != nil {
+		return unavailable(reasonSignError, err)
+	}
+	return req, v
+}
+
+var reasonPattern = regexp.MustCompile(`^[a-z0-9_.:-]{1,64}$`)
+
+// reasonCode keeps a policy's reason when it is a short code, so a body or metric label never
+// carries arbitrary policy text.
+func reasonCode(reason, fallback string) string {
+	if reasonPattern.MatchString(reason) {
+		return reason
+	}
+	return fallback
+}
+
+// record counts the verdict and writes its one log line. Never a token, never a header value.
+func (s *Server) record(id string, req *request, v *verdict, start time.Time) {
+	latency := time.Since(start)
+	s.metrics.observe(v, latency)
+	attrs := []slog.Attr{
+		slog.String("decision_id", id),
+		slog.String("result", v.result()),
+		slog.Int("status", v.status),
+		slog.String("reason", v.reason),
+	}
+	if req != nil {
+		if validMethod(req.method) {
+			attrs = append(attrs, slog.String("method", req.method))
+		}
+		if req.path != "" {
+			attrs = append(attrs, slog.String("path", req.path))
+		}
+	}
+	if v.route != "" {
+		attrs = append(attrs, slog.String("route", v.route))
+	}
+	if c := v.claims; c != nil {
+		attrs = append(attrs, slog.String("subject", c.Subject), slog.String("token_kind", string(c.Kind)))
+		if c.OrganizationID != "" {
+			attrs = append(attrs, slog.String("org", c.OrganizationID))
+		}
+	}
+	attrs = append(attrs, slog.Duration("latency", latency))
+	if len(v.dropped) > 0 {
+		attrs = append(attrs, slog.Int("policy_headers_dropped", len(v.dropped)))
+	}
+	level := slog.LevelInfo
+	if v.err != nil {
+		attrs = append(attrs, slog.String("err", v.err.Error()))
+		level = slog.LevelError
+	}
+	s.log.LogAttrs(context.Background(), level, "decision", attrs...)
+}
+
+// healthServer answers gRPC health checks: SERVING when the Server is ready.
+type healthServer struct {
+	healthpb.UnimplementedHealthServer
+	s *Server
+}
+
+func (h healthServer) Check(_ context.Context, in *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
+	switch in.GetService() {
+	case "", authv3.Authorization_ServiceDesc.ServiceName:
+	default:
+		return nil, status.Errorf(codes.NotFound, "unknown service")
+	}
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if h.s.Ready() {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	return &healthpb.HealthCheckResponse{Status: st}, nil
+}
+
+func (h healthServer) List(ctx context.Context, _ *healthpb.HealthListRequest) (*healthpb.HealthListResponse, error) {
+	resp := &healthpb.HealthListResponse{Statuses: map[string]*healthpb.HealthCheckResponse{}}
+	for _, name := range []string{"", authv3.Authorization_ServiceDesc.ServiceName} {
+		r, _ := h.Check(ctx, &healthpb.HealthCheckRequest{Service: name})
+		resp.Statuses[name] = r
+	}
+	return resp, nil
+}
+
+func (h healthServer) Watch(*healthpb.HealthCheckRequest, healthpb.Health_WatchServer) error {
+	return status.Error(codes.Unimplemented, "health watch is not supported; poll Check")
+}
