@@ -442,3 +442,67 @@ func listenLoopback(t *testing.T) net.Listener {
 	}
 	return ln
 }
+
+// TestEveryOperationForwardsTheApprovedPath is the differential test: for each operation, the request
+// target Logto receives is byte for byte the path the decision approved (plus documented query only).
+func TestEveryOperationForwardsTheApprovedPath(t *testing.T) {
+	e := newEnv(t)
+	ids := map[string]string{"{orgId}": e.org, "{userId}": e.user, "{roleId}": "r0le1d"}
+	for _, op := range operations {
+		if op.action == bulkCreate || op.action == bulkDelete {
+			continue
+		}
+		path := "/" + strings.Join(op.segments, "/")
+		for k, v := range ids {
+			path = strings.ReplaceAll(path, k, v)
+		}
+		body := ""
+		if op.method != "GET" && op.method != "DELETE" {
+			body = `{}`
+		}
+		before := len(e.management())
+		resp := e.do(t, op.method, path+"?page=1&x=y", body, e.sign(t, adminClaims(op.method, path, op.route)))
+		mgmt := e.management()
+		if len(mgmt) != before+1 {
+			t.Errorf("%s: %d Management API calls, want 1 (status %d %s)", op.route, len(mgmt)-before, resp.status, resp.body)
+			continue
+		}
+		want := path
+		if slices.Contains(op.query, "page") {
+			want += "?page=1"
+		}
+		if got := mgmt[len(mgmt)-1]; got.method != op.method || got.target != want {
+			t.Errorf("%s: Logto got %s %s, want %s %s", op.route, got.method, got.target, op.method, want)
+		}
+	}
+}
+
+func TestOneLogLinePerRequest(t *testing.T) {
+	e := newEnv(t)
+	path := "/api/organizations/" + e.org
+	dec := e.sign(t, adminClaims("GET", path, "GET /api/organizations/{orgId}"))
+	wantStatus(t, "GET", e.do(t, "GET", path, "", dec), http.StatusOK, "")
+	e.do(t, "DELETE", path, "", "")
+	var lines []map[string]any
+	for line := range strings.SplitSeq(strings.TrimSpace(e.logs.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("log line %q is not JSON: %v", line, err)
+		}
+		if m["msg"] == "request" {
+			lines = append(lines, m)
+		}
+	}
+	if len(lines) != 2 {
+		t.Fatalf("request log lines = %d, want 2: %s", len(lines), e.logs.String())
+	}
+	if lines[0]["status"] != float64(200) || lines[0]["route"] != "GET /api/organizations/{orgId}" || lines[0]["decision_id"] == nil {
+		t.Errorf("allowed request logged as %v", lines[0])
+	}
+	if lines[1]["status"] != float64(403) || lines[1]["reason"] != "decision_missing" {
+		t.Errorf("refused request logged as %v", lines[1])
+	}
+	if strings.Contains(e.logs.String(), dec) {
+		t.Error("the log contains the signed decision")
+	}
+}
