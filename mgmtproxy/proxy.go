@@ -281,7 +281,7 @@ func (p *Proxy) approve(r *http.Request, req *request) (code, msg string) {
 	if org, ok := ids["orgId"]; ok && claims.Org != org && (claims.Org != "" || claims.Kind == "organization" || claims.Kind == "organization_api") {
 		return "decision_org_mismatch", "the decision is for another organization"
 	}
-	if (op.action == bulkCreate || op.action == bulkDelete) && (claims.Kind != "admin" || claims.App) {
+	if (op.action == bulkCreate || op.action == bulkDelete) && claims.Kind != "admin" {
 		return "admin_only", "bulk operations need an admin token"
 	}
 

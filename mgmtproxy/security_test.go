@@ -95,7 +95,7 @@ func TestDecisionBinding(t *testing.T) {
 		{"unknown kind", "GET", orgPath, signed(decision.Claims{Method: "GET", Path: orgPath, Route: getOrg, Kind: "superuser", Subject: "u1"}), 403, "decision_kind_unknown"},
 		{"HEAD", "HEAD", orgPath, signed(adminClaims("HEAD", orgPath, getOrg)), 403, ""},
 		{"bulk by an org token", "POST", "/bulk/organizations/delete", signed(decision.Claims{Method: "POST", Path: "/bulk/organizations/delete", Route: "POST /bulk/organizations/delete", Kind: "organization", Org: e.org, Subject: e.user}), 403, "admin_only"},
-		{"bulk by an admin app", "POST", "/bulk/organizations/delete", signed(decision.Claims{Method: "POST", Path: "/bulk/organizations/delete", Route: "POST /bulk/organizations/delete", Kind: "admin", App: true, Subject: e.appID}), 403, "admin_only"},
+		{"bulk by a global API token", "POST", "/bulk/organizations", signed(decision.Claims{Method: "POST", Path: "/bulk/organizations", Route: "POST /bulk/organizations", Kind: "global_api", Subject: e.user}), 403, "admin_only"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
