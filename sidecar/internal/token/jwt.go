@@ -15,19 +15,22 @@ import (
 
 // Reasons a token is refused; each is a 401 body code and a metric label.
 const (
-	ReasonMalformed       = "malformed_token"
-	ReasonTooLarge        = "token_too_large"
-	ReasonAlgorithm       = "unsupported_algorithm"
-	ReasonType            = "invalid_type"
-	ReasonUnknownKey      = "unknown_key"
-	ReasonSignature       = "invalid_signature"
-	ReasonIssuer          = "invalid_issuer"
-	ReasonAudience        = "invalid_audience"
-	ReasonClaims          = "invalid_claims"
-	ReasonExpired         = "token_expired"
-	ReasonNotYetValid     = "token_not_yet_valid"
-	ReasonIssuedInFuture  = "token_issued_in_future"
-	maxKeyIDBytes         = 256
+	ReasonMalformed      = "malformed_token"
+	ReasonTooLarge       = "token_too_large"
+	ReasonAlgorithm      = "unsupported_algorithm"
+	ReasonType           = "invalid_type"
+	ReasonUnknownKey     = "unknown_key"
+	ReasonSignature      = "invalid_signature"
+	ReasonIssuer         = "invalid_issuer"
+	ReasonAudience       = "invalid_audience"
+	ReasonClaims         = "invalid_claims"
+	ReasonExpired        = "token_expired"
+	ReasonNotYetValid    = "token_not_yet_valid"
+	ReasonIssuedInFuture = "token_issued_in_future"
+)
+
+const (
+	maxKeyIDBytes         = 256 // Logto's kids are 43-byte thumbprints
 	maxJSONDepth          = 16
 	orgAudiencePrefix     = "urn:logto:organization:"
 	maxOrganizationIDSize = 32
@@ -55,8 +58,8 @@ type parsed struct {
 var rejectedHeaders = []string{"jku", "jwk", "x5u", "x5c", "crit", "enc", "zip", "b64"}
 
 // parse checks the token's shape (three unpadded base64url parts, canonical encoding), decodes the
-// header and the payload as strict JSON objects and checks the header against cfg. It never
-// verifies the signature.
+// header and the payload as strict JSON objects and checks the header against the accepted
+// algorithms. It never verifies the signature.
 func parse(raw string, algs []string) (*parsed, error) {
 	if len(raw) > MaxTokenBytes {
 		return nil, fail(ReasonTooLarge, "token is %d bytes, over %d", len(raw), MaxTokenBytes)
@@ -115,7 +118,7 @@ func checkHeader(h map[string]any, algs []string) (header, error) {
 	if !ok {
 		return header{}, fail(ReasonAlgorithm, "alg missing or not a string")
 	}
-	if !containsString(algs, alg) {
+	if !slices.Contains(algs, alg) {
 		return header{}, fail(ReasonAlgorithm, "alg %.20q not accepted", alg)
 	}
 	typ, ok := h["typ"].(string)
@@ -134,15 +137,6 @@ func checkHeader(h map[string]any, algs []string) (header, error) {
 		return header{}, fail(ReasonMalformed, "kid is not a short printable string")
 	}
 	return header{Alg: alg, Kid: kid}, nil
-}
-
-func containsString(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 func printableASCII(s string) bool {
@@ -302,7 +296,7 @@ func splitScopes(s string) []string {
 				seen[f] = true
 				scopes = append(scopes, f)
 			}
-		case !containsString(scopes, f):
+		case !slices.Contains(scopes, f):
 			scopes = append(scopes, f)
 		}
 	}

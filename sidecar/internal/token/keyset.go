@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -234,7 +235,7 @@ func usableKey(raw json.RawMessage, algs []string) *verifyKey {
 	}
 	k := &verifyKey{kid: jwk.KeyID, pub: pub, alg: jwk.Algorithm}
 	if k.alg != "" {
-		if !containsString(algs, k.alg) || !algFits(k.alg, pub) {
+		if !slices.Contains(algs, k.alg) || !algFits(k.alg, pub) {
 			return nil
 		}
 		return k
