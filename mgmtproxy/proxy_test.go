@@ -506,3 +506,25 @@ func TestOneLogLinePerRequest(t *testing.T) {
 		t.Error("the log contains the signed decision")
 	}
 }
+
+// FuzzCanonicalPath: whatever the request target, an accepted path is made only of allowed segments.
+func FuzzCanonicalPath(f *testing.F) {
+	for _, s := range []string{"/api/organizations", "/api/organizations/o1/users?x=1", "//a", "/a/../b", "/%2e", "/a;b", "/a/", "/"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, target string) {
+		r := &http.Request{RequestURI: target, URL: &url.URL{}}
+		path, segs, ok := canonicalPath(r)
+		if !ok {
+			return
+		}
+		if len(path) > maxPathBytes || "/"+strings.Join(segs, "/") != path || strings.ContainsAny(path, "?%;\\#") {
+			t.Errorf("canonicalPath(%q) accepted %q", target, path)
+		}
+		for _, s := range segs {
+			if s == "" || s == "." || s == ".." {
+				t.Errorf("canonicalPath(%q) accepted segment %q", target, s)
+			}
+		}
+	})
+}

@@ -597,3 +597,27 @@ func BenchmarkVerify(b *testing.B) {
 		i++
 	}
 }
+
+// FuzzVerify: arbitrary input never panics and never verifies unless it is the untouched signed token.
+func FuzzVerify(f *testing.F) {
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	s := NewSigner(priv, 10*time.Second)
+	s.Now = fixedClock(t0)
+	good, err := s.Sign(sampleClaims())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add("")
+	f.Add("a.b.c")
+	f.Add(good + ".")
+	f.Add(strings.Replace(good, ".", "..", 1))
+	f.Fuzz(func(t *testing.T, tok string) {
+		v := NewVerifier([]ed25519.PublicKey{pubOf(priv)})
+		v.Now = fixedClock(t0)
+		c := sampleClaims()
+		if _, err := v.Verify(tok, c.Method, c.Path); err == nil && tok != good {
+			t.Errorf("Verify(%q) accepted a token that is not the signed one", tok)
+		}
+	})
+}
