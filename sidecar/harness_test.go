@@ -56,6 +56,7 @@ type harness struct {
 	cfg      Config
 	auth     authv3.AuthorizationClient
 	httpURL  string
+	grpcLn   string
 	logs     *syncBuffer
 	verifier *decision.Verifier
 	// envoyMaxBody is Envoy's max_request_bytes; 0 means the sidecar's --max-body-bytes.
@@ -133,6 +134,7 @@ func newHarnessWith(t testing.TB, wantReady bool, before func(*Server), opts ...
 		h.assertNoTokenLogged(t)
 	})
 	h.httpURL = "http://" + hl.Addr().String()
+	h.grpcLn = gl.Addr().String()
 	conn, err := grpc.NewClient(gl.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -314,4 +316,40 @@ func writePolicyDir(t testing.TB) string {
 		t.Fatalf("copy policies: %v", err)
 	}
 	return dst
+}
+
+func (h *harness) grpcAddr() string { return h.grpcLn }
+
+// httpAnswer is a response of the sidecar's HTTP address.
+type httpAnswer struct {
+	StatusCode int
+	Header     http.Header
+	body       string
+}
+
+// do sends method target to the sidecar's HTTP address with headers.
+func (h *harness) do(t testing.TB, method, target string, headers map[string]string) httpAnswer {
+	t.Helper()
+	req, err := http.NewRequest(method, h.httpURL+target, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range headers {
+		req.Header.Add(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, target, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return httpAnswer{resp.StatusCode, resp.Header, string(b)}
+}
+
+func (h *harness) get(t testing.TB, target string, headers map[string]string) httpAnswer {
+	t.Helper()
+	return h.do(t, http.MethodGet, target, headers)
 }
