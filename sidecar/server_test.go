@@ -125,7 +125,9 @@ func checkDenyShape(t *testing.T, a answer, wantStatus int, wantReason string) {
 	}
 }
 
-func org(id, scopes string) *tokenSpec { return &tokenSpec{kind: "organization", org: id, scopes: scopes} }
+func org(id, scopes string) *tokenSpec {
+	return &tokenSpec{kind: "organization", org: id, scopes: scopes}
+}
 func orgAPI(id, scopes string) *tokenSpec {
 	return &tokenSpec{kind: "organization_api", org: id, scopes: scopes}
 }
