@@ -51,23 +51,20 @@ type snapshot struct {
 // files and directories and not following symlinked directories) within the
 // package's bounds, and computes their revision.
 func readDir(dir string) (*snapshot, error) {
-	info, err := os.Stat(dir)
+	root, err := resolveDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("policy: %w", err)
-	}
-	if !info.IsDir() {
-		return nil, fmt.Errorf("policy: %s is not a directory", dir)
+		return nil, err
 	}
 	snap := &snapshot{files: fstest.MapFS{}}
 	var total int64
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if p == dir {
+		if p == root {
 			return nil
 		}
-		rel, err := filepath.Rel(dir, p)
+		rel, err := filepath.Rel(root, p)
 		if err != nil {
 			return err
 		}
@@ -121,6 +118,23 @@ func readDir(dir string) (*snapshot, error) {
 	}
 	snap.revision = revision(snap.files)
 	return snap, nil
+}
+
+// resolveDir resolves symlinks in dir (filepath.WalkDir does not descend
+// into a symlinked root) and checks that it is a directory.
+func resolveDir(dir string) (string, error) {
+	root, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return "", fmt.Errorf("policy: %w", err)
+	}
+	info, err := os.Stat(root)
+	if err != nil {
+		return "", fmt.Errorf("policy: %w", err)
+	}
+	if !info.IsDir() {
+		return "", fmt.Errorf("policy: %s is not a directory", dir)
+	}
+	return root, nil
 }
 
 var errTooLarge = fmt.Errorf("policy files exceed %d bytes in total", maxTotalBytes)

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -120,11 +121,30 @@ _f(x) := 1
 		{name: "root data array", write: map[string]string{"data.json": `[]`}, wantErr: "data.json"},
 		{name: "data invalid JSON", write: map[string]string{"orgauthz/data.json": `{"routes": {`}, wantErr: "data.json"},
 		{name: "data conflict", write: map[string]string{"data.json": `{"orgauthz": {"routes": 1}}`}, wantErr: "routes"},
+		{name: "deeply nested data", write: map[string]string{"orgauthz/deep/data.json": `{"a": ` + strings.Repeat("[", 200000) + strings.Repeat("]", 200000) + `}`}, wantErr: "data.json"},
+		{name: "deeply nested rego", write: map[string]string{"orgauthz/deep.rego": "package orgauthz\n\n_deep := " + strings.Repeat("[", 200000) + strings.Repeat("]", 200000) + "\n"}, wantErr: "deep.rego"},
+		{name: "deeply nested directories", write: map[string]string{strings.Repeat("d/", maxDepth+1) + "x.rego": "package d\n\nx := 1\n"}, wantErr: "nested deeper"},
+		{name: "too many files", write: manyFiles(maxFiles), wantErr: "more than 1000 policy files"},
+		{name: "too large together", write: map[string]string{
+			"a/data.json": `{"x": "` + strings.Repeat("a", maxTotalBytes/3) + `"}`,
+			"b/data.json": `{"x": "` + strings.Repeat("a", maxTotalBytes/3) + `"}`,
+			"c/data.json": `{"x": "` + strings.Repeat("a", maxTotalBytes/3) + `"}`,
+		}, wantErr: "exceed"},
 		{name: "too large", write: map[string]string{"orgauthz/big/data.json": `{"x": "` + strings.Repeat("a", maxTotalBytes) + `"}`}, wantErr: "exceed"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, tc.run)
 	}
+}
+
+// manyFiles returns n small modules, which with goodPolicy's three files
+// exceed maxFiles when n is maxFiles.
+func manyFiles(n int) map[string]string {
+	files := make(map[string]string, n)
+	for i := range n {
+		files[fmt.Sprintf("many/m%d.rego", i)] = fmt.Sprintf("package many.m%d\n\nx := %d\n", i, i)
+	}
+	return files
 }
 
 func TestLoadIgnores(t *testing.T) {
@@ -175,6 +195,33 @@ func TestLoadSymlinkedFiles(t *testing.T) {
 		t.Fatalf("Load() error = %v", err)
 	}
 	checkServes(t, e, Decision{Status: 403, Reason: "configmap"})
+}
+
+func TestLoadSymlinkedDir(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, goodPolicy)
+	link := filepath.Join(t.TempDir(), "policies")
+	if err := os.Symlink(dir, link); err != nil {
+		t.Fatal(err)
+	}
+	e := New(link, Options{})
+	if err := e.Load(t.Context()); err != nil {
+		t.Fatalf("Load(symlink to a policy dir) = %v", err)
+	}
+	checkServes(t, e, goodDecision)
+}
+
+func TestLoadNotADirectory(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, goodPolicy)
+	file := filepath.Join(dir, "orgauthz", "decision.rego")
+	e := New(file, Options{})
+	if err := e.Load(t.Context()); err == nil || !strings.Contains(err.Error(), "not a directory") {
+		t.Fatalf("Load(a file) = %v, want a not-a-directory error", err)
+	}
+	if err := e.Watch(t.Context(), nil); err == nil || !strings.Contains(err.Error(), "not a directory") {
+		t.Fatalf("Watch(a file) = %v, want a not-a-directory error", err)
+	}
 }
 
 func TestLoadQueryOption(t *testing.T) {

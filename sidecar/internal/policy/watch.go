@@ -25,16 +25,23 @@ const debounce = 200 * time.Millisecond
 // nothing. Watch also loads once after it starts watching, so a change made
 // between Load and Watch is not missed.
 //
-// Watch returns nil when ctx ends, or an error if it cannot watch dir. If
-// dir itself is removed, changes to a new dir of the same name are not seen
-// (Kubernetes ConfigMap updates swap a symlink inside dir and are seen).
+// onReload runs on Watch's goroutine; Watch waits for it to return.
+//
+// Watch returns nil when ctx ends, or an error if it cannot watch dir. It
+// watches the directory dir resolves to when Watch starts: if dir is removed
+// or its symlink retargeted, later changes are not seen. (A Kubernetes
+// ConfigMap update swaps a symlink inside the mounted directory and is seen.)
 func (e *Engine) Watch(ctx context.Context, onReload func(error)) error {
+	root, err := resolveDir(e.dir)
+	if err != nil {
+		return err
+	}
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return fmt.Errorf("policy: watch: %w", err)
 	}
 	defer w.Close()
-	if err := addTree(w, e.dir); err != nil {
+	if err := addTree(w, root); err != nil {
 		return fmt.Errorf("policy: watch %s: %w", e.dir, err)
 	}
 	report := func(err error) {
