@@ -42,7 +42,7 @@ type Options struct {
 // Stats describe the engine's reload history.
 type Stats struct {
 	Reloads        uint64    // successful loads that installed a new policy
-	ReloadFailures uint64    // loads rejected (the previous policy kept serving)
+	ReloadFailures uint64    // rejected loads (an unchanged broken tree counts once)
 	LastReload     time.Time // when the current policy was installed
 	Revision       string    // hex SHA-256 of the loaded files' names and contents
 }
@@ -110,32 +110,22 @@ func (e *Engine) load(ctx context.Context) (changed bool, err error) {
 	defer e.loadMu.Unlock()
 
 	snap, err := readDir(e.dir)
-	if err == nil {
-		if cur := e.current.Load(); cur != nil && cur.revision == snap.revision {
-			// Back to the serving files after a rejected change: nothing
-			// to compile, but the outcome changed.
-			recovered := e.failedErr != nil
-			e.failedErr, e.failedRev = nil, ""
-			return recovered, nil
-		}
-		if e.failedErr != nil && e.failedRev == snap.revision {
-			return false, e.failedErr
-		}
-	}
-	var pq rego.PreparedEvalQuery
-	if err == nil {
-		pq, err = prepare(ctx, e.dir, snap, e.query)
-	}
 	if err != nil {
-		e.failedErr = err
-		e.failedRev = ""
-		if snap != nil {
-			e.failedRev = snap.revision
-		}
-		e.statsMu.Lock()
-		e.stats.ReloadFailures++
-		e.statsMu.Unlock()
-		return true, err
+		return true, e.reject("", err)
+	}
+	if cur := e.current.Load(); cur != nil && cur.revision == snap.revision {
+		// Back to the serving files after a rejected change: nothing to
+		// compile, but the outcome changed.
+		recovered := e.failedErr != nil
+		e.failedErr, e.failedRev = nil, ""
+		return recovered, nil
+	}
+	if e.failedErr != nil && e.failedRev == snap.revision {
+		return false, e.failedErr
+	}
+	pq, err := prepare(ctx, e.dir, snap, e.query)
+	if err != nil {
+		return true, e.reject(snap.revision, err)
 	}
 	e.failedErr, e.failedRev = nil, ""
 	e.current.Store(&prepared{query: pq, revision: snap.revision})
@@ -145,6 +135,15 @@ func (e *Engine) load(ctx context.Context) (changed bool, err error) {
 	e.stats.Revision = snap.revision
 	e.statsMu.Unlock()
 	return true, nil
+}
+
+// reject records a failed load of the tree with revision rev (loadMu held).
+func (e *Engine) reject(rev string, err error) error {
+	e.failedRev, e.failedErr = rev, err
+	e.statsMu.Lock()
+	e.stats.ReloadFailures++
+	e.statsMu.Unlock()
+	return err
 }
 
 // Check reads and compiles the policy in dir as Load does, without an
