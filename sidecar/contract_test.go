@@ -1,0 +1,85 @@
+package sidecar
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// policyTest runs one request against a one-file policy.
+type policyTest struct {
+	name       string
+	rego       string
+	wantStatus int
+	wantReason string
+	check      func(t *testing.T, a answer)
+}
+
+// TestPolicyContract: how the sidecar treats what a policy answers — its headers, odd statuses,
+// reasons, undefined results and evaluation errors.
+func TestPolicyContract(t *testing.T) {
+	tests := []policyTest{
+		{
+			name: "headers filtered",
+			rego: `decision := {"allow": true, "reason": "test", "route": "GET /api/organizations", "headers": {
+				"x-tenant": "t1", "X-Upper": "u", "authorization": "Bearer x", "host": "evil", ":path": "/x",
+				"x-orgauthz-subject": "admin", "x-envoy-original-path": "/x", "bad name": "v", "x-newline": "a\nb",
+				"cookie": "c", "connection": "close"}}`,
+			wantStatus: 200,
+			check: func(t *testing.T, a answer) {
+				for k, want := range map[string]string{"x-tenant": "t1", "x-upper": "u"} {
+					if a.headers[k] != want {
+						t.Errorf("policy header %s = %q, want %q", k, a.headers[k], want)
+					}
+				}
+				for _, k := range []string{"authorization", "host", ":path", "x-envoy-original-path", "bad name", "x-newline", "cookie", "connection"} {
+					if _, ok := a.headers[k]; ok {
+						t.Errorf("policy header %q was set", k)
+					}
+				}
+				if a.headers[headerSubject] != "u1" {
+					t.Errorf("%s = %q, want u1 (the policy must not override it)", headerSubject, a.headers[headerSubject])
+				}
+			},
+		},
+		{name: "status 500 becomes 403", rego: `decision := {"allow": false, "status": 500, "reason": "odd"}`, wantStatus: 403, wantReason: "odd"},
+		{name: "status 302 becomes 403", rego: `decision := {"allow": false, "status": 302, "reason": "odd"}`, wantStatus: 403},
+		{name: "status 400 kept", rego: `decision := {"allow": false, "status": 400, "reason": "bad"}`, wantStatus: 400, wantReason: "bad"},
+		{name: "reason with markup", rego: `decision := {"allow": false, "status": 403, "reason": "<script>alert(1)</script>"}`, wantStatus: 403, wantReason: "denied"},
+		{name: "reason echoing the path", rego: `decision := {"allow": false, "status": 403, "reason": input.request.path}`, wantStatus: 403, wantReason: "denied"},
+		{name: "allow without route", rego: `decision := {"allow": true, "reason": "x"}`, wantStatus: 503, wantReason: "policy_error"},
+		{name: "undefined", rego: `decision := {"allow": true, "route": "GET /x"} if input.request.method == "PUT"`, wantStatus: 503, wantReason: "policy_error"},
+		{name: "not an object", rego: `decision := true`, wantStatus: 503, wantReason: "policy_error"},
+		{name: "allow not boolean", rego: `decision := {"allow": "yes", "route": "GET /x"}`, wantStatus: 503, wantReason: "policy_error"},
+		{name: "runtime error", rego: `decision := {"allow": true, "route": "GET /x", "n": count(input.request.method) / 0}`, wantStatus: 503, wantReason: "policy_error"},
+		{name: "conflict", rego: "decision := {\"allow\": true, \"route\": \"GET /x\"} if true\n\ndecision := {\"allow\": false} if true", wantStatus: 503, wantReason: "policy_error"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.MkdirAll(filepath.Join(dir, "orgauthz"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			write(t, filepath.Join(dir, "orgauthz", "decision.rego"), "package orgauthz\n\n"+tc.rego+"\n")
+			h := newHarness(t, true, func(c *Config) { c.Policies = dir })
+			tok := h.mint(*org("o1", "org:read"))
+			a := readAnswer(h.check(t, envoyRequest("GET", "/api/organizations", map[string]string{"Authorization": "Bearer " + tok}, "")))
+			if a.status != tc.wantStatus {
+				t.Fatalf("status = %d (%s), want %d", a.status, a.body, tc.wantStatus)
+			}
+			if a.status != 200 {
+				checkDenyShape(t, a, tc.wantStatus, tc.wantReason)
+				if strings.Contains(a.body, "script") || strings.Contains(a.body, "/api/") {
+					t.Errorf("body %q echoes policy or request text", a.body)
+				}
+			}
+			if tc.check != nil {
+				tc.check(t, a)
+			}
+			if tc.wantStatus == 503 && !strings.Contains(h.logs.String(), `"level":"ERROR"`) {
+				t.Errorf("a 503 was not logged as an error")
+			}
+		})
+	}
+}
