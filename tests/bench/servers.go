@@ -1,0 +1,244 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// The servers, in the order they take turns and appear in the table.
+var serverNames = []string{"null", "opa-envoy", "opa-envoy+jwt-cache", "orgauthz"}
+
+func known(name string) bool { return slices.Contains(serverNames, name) }
+
+// server is a running server under test.
+type server struct {
+	name string
+	proc *proc
+	t    *target
+	cold source // the cold checks; a pool for servers that verify tokens, so none is sent twice
+	pool *pool
+}
+
+// scenario is a kind of load: warm or cold tokens, at saturation (rate 0) or a fixed rate.
+type scenario struct {
+	name string
+	cold bool
+	rate float64
+}
+
+func (b *bench) scenarios() []scenario {
+	r := b.o.rate
+	return []scenario{
+		{"warm", false, 0},
+		{"cold", true, 0},
+		{fmt.Sprintf("warm @%g/s", r), false, r},
+		{fmt.Sprintf("cold @%g/s", r), true, r},
+	}
+}
+
+// sample is what one timed run measured.
+type sample struct {
+	n             int
+	rate          float64
+	cpu           time.Duration // per check
+	p50, p95, p99 time.Duration
+}
+
+// serverResults are the measurements of the servers and scenarios.
+type serverResults struct {
+	samples map[string]map[string][]sample // scenario, server
+	peakRSS map[string]int64               // server → VmHWM after the scenarios
+	// orgauthz with every cold token cached (or as many as its cache holds)
+	cachedTokens         int
+	cachedRSS, cachedHWM int64
+}
+
+func (b *bench) start(ctx context.Context, name string) (*server, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	issuer := b.logto.Issuer()
+	t := &target{name: name}
+	var bin, readyURL string
+	var args []string
+	switch name {
+	case "null":
+		bin, args = b.bins["nullauthz"], []string{"--addr", addr}
+		t.anyToken = true
+	case "opa-envoy", "opa-envoy+jwt-cache":
+		size := 0
+		if name == "opa-envoy+jwt-cache" {
+			size = b.o.warmTokens + b.o.coldTokens
+		}
+		bin = b.bins["opaenvoy"]
+		args = []string{"--addr", addr, "--issuer", issuer, "--api-resource", apiResource,
+			"--admin-resource", adminResource, "--jwt-cache-size", strconv.Itoa(size)}
+	case "orgauthz":
+		httpAddr, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		bin = b.bins["sidecar"]
+		args = []string{"--issuer", issuer, "--api-resource", apiResource, "--admin-resource", adminResource,
+			"--policies", filepath.Join(b.root, "policies"), "--grpc-addr", addr, "--http-addr", httpAddr,
+			"--decision-key", b.privKey}
+		readyURL = "http://" + httpAddr + "/readyz"
+		t.decision = true
+	default:
+		return nil, fmt.Errorf("unknown server %q", name)
+	}
+	p, err := startProc(name, b.dir, bin, b.cores, args, nil)
+	if err != nil {
+		return nil, err
+	}
+	s := &server{name: name, proc: p, t: t}
+	t.pid = p.pid()
+	if t.conns, err = dial(addr, b.o.conns); err != nil {
+		p.stop()
+		return nil, err
+	}
+	ready := grpcReady(t)
+	if readyURL != "" {
+		ready = httpReady(readyURL)
+	}
+	if err := p.waitReady(ctx, time.Minute, ready); err != nil {
+		s.stop()
+		return nil, err
+	}
+	if t.anyToken {
+		s.cold = &cycle{checks: b.cold}
+	} else {
+		s.pool = &pool{checks: b.cold}
+		s.cold = s.pool
+	}
+	// Every warm token once, so the warm runs find them in any cache.
+	o, err := run(ctx, t.pid, load{duration: time.Hour, workers: b.o.concurrency}, t.checks(&pool{checks: b.prime}))
+	if err == nil {
+		err = o.problem(t, false)
+	}
+	if err != nil {
+		s.stop()
+		return nil, fmt.Errorf("%s: first pass over the warm tokens: %w", name, err)
+	}
+	return s, nil
+}
+
+func (s *server) stop() {
+	s.t.close()
+	s.proc.stop()
+}
+
+// problem reports wrong answers, and a pool used up when it must not be.
+func (o outcome) problem(t *target, mustLast bool) error {
+	if o.failures > 0 {
+		return fmt.Errorf("%d of %d answers wrong; first: %s", o.failures, o.n, o.firstFail)
+	}
+	if mustLast && o.exhausted && !t.anyToken {
+		return errors.New("the cold tokens ran out before the time was up: raise -cold-tokens")
+	}
+	return nil
+}
+
+func (b *bench) measureServers(ctx context.Context) (*serverResults, error) {
+	var servers []*server
+	defer func() {
+		for _, s := range servers {
+			s.stop()
+		}
+	}()
+	for _, name := range b.o.servers {
+		progress("starting %s", name)
+		s, err := b.start(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		servers = append(servers, s)
+	}
+	res := &serverResults{samples: map[string]map[string][]sample{}, peakRSS: map[string]int64{}}
+	scenarios := b.scenarios()
+	for rep := 1; rep <= b.o.repeats; rep++ {
+		for _, sc := range scenarios {
+			for _, s := range servers {
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				progress("repeat %d/%d  %-14s %s", rep, b.o.repeats, sc.name, s.name)
+				o, err := b.runOnce(ctx, s, sc)
+				if err != nil {
+					return nil, fmt.Errorf("%s, %s, repeat %d: %w", s.name, sc.name, rep, err)
+				}
+				if res.samples[sc.name] == nil {
+					res.samples[sc.name] = map[string][]sample{}
+				}
+				res.samples[sc.name][s.name] = append(res.samples[sc.name][s.name], sample{
+					n: o.n, rate: o.rate(), cpu: o.cpuPerCheck(), p50: o.pct(50), p95: o.pct(95), p99: o.pct(99),
+				})
+			}
+		}
+	}
+	for _, s := range servers {
+		hwm, err := memory(s.t.pid, "VmHWM")
+		if err != nil {
+			return nil, err
+		}
+		res.peakRSS[s.name] = hwm
+		if s.name == "orgauthz" {
+			if err := b.fillCache(ctx, s, res); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return res, nil
+}
+
+// runOnce warms s up with warm tokens, then measures one run of sc.
+func (b *bench) runOnce(ctx context.Context, s *server, sc scenario) (outcome, error) {
+	workers := b.o.concurrency
+	if sc.rate > 0 {
+		workers = b.o.rateWorkers
+	}
+	warm := &cycle{checks: b.warm}
+	if b.o.warmup > 0 {
+		o, err := run(ctx, s.t.pid, load{duration: b.o.warmup, rate: sc.rate, workers: workers}, s.t.checks(warm))
+		if err == nil {
+			err = o.problem(s.t, true)
+		}
+		if err != nil {
+			return o, fmt.Errorf("warm-up: %w", err)
+		}
+	}
+	var src source = warm
+	if sc.cold {
+		src = s.cold
+	}
+	o, err := run(ctx, s.t.pid, load{duration: b.o.duration, rate: sc.rate, workers: workers}, s.t.checks(src))
+	if err == nil {
+		err = o.problem(s.t, true)
+	}
+	return o, err
+}
+
+// fillCache sends orgauthz the cold tokens it has not seen yet, then reads its memory.
+func (b *bench) fillCache(ctx context.Context, s *server, res *serverResults) error {
+	left := len(b.cold) - s.pool.used()
+	progress("orgauthz: sending the %d cold tokens not sent yet (%d distinct tokens in all)", left, len(b.cold)+len(b.prime))
+	o, err := run(ctx, s.t.pid, load{duration: time.Hour, workers: b.o.concurrency}, s.t.checks(s.pool))
+	if err == nil {
+		err = o.problem(s.t, false)
+	}
+	if err != nil {
+		return fmt.Errorf("orgauthz: filling the token cache: %w", err)
+	}
+	res.cachedTokens = len(b.cold) + len(b.prime)
+	if res.cachedRSS, err = memory(s.t.pid, "VmRSS"); err != nil {
+		return err
+	}
+	res.cachedHWM, err = memory(s.t.pid, "VmHWM")
+	return err
+}
