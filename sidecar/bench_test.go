@@ -1,0 +1,90 @@
+package sidecar
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/orgauthz/orgauthz/sidecar/internal/token"
+	"github.com/orgauthz/orgauthz/tests/envoyclient"
+)
+
+func BenchmarkCanonicalPath(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := canonicalPath("/api/organizations/o1/users/u2/roles/r1"); !ok {
+			b.Fatal("refused")
+		}
+	}
+}
+
+func benchClaims() *token.Claims {
+	var raw map[string]any
+	d := json.NewDecoder(strings.NewReader(`{"jti":"abc","sub":"u1","iat":1795505128,"exp":1795508728,"client_id":"app1",
+		"iss":"http://127.0.0.1:3001/oidc","aud":"urn:logto:organization:o1","scope":"member:add org:read"}`))
+	d.UseNumber()
+	if err := d.Decode(&raw); err != nil {
+		panic(err)
+	}
+	return &token.Claims{Kind: token.Organization, Subject: "u1", ClientID: "app1", OrganizationID: "o1",
+		Audience: "urn:logto:organization:o1", Scopes: []string{"member:add", "org:read"},
+		IssuedAt: 1795505128, ExpiresAt: 1795508728, Raw: raw}
+}
+
+func benchRequest(b *testing.B) *request {
+	raw := &rawRequest{
+		method: "POST", target: "/api/organizations/o1/users?page=1", host: "app.example.com", source: "10.0.0.7",
+		headers: map[string]string{"content-type": "application/json", "authorization": "Bearer a.b.c", "x-request-id": "r1",
+			":method": "POST", ":path": "/api/organizations/o1/users?page=1", ":authority": "app.example.com", "user-agent": "bench"},
+		body: []byte(`{"userIds":["u2"]}`),
+	}
+	req, rej := parseRequest(raw, 16<<10)
+	if rej != nil {
+		b.Fatalf("parseRequest: %+v", rej)
+	}
+	return req
+}
+
+func BenchmarkBuildInput(b *testing.B) {
+	req, claims := benchRequest(b), benchClaims()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := buildInput(req, claims); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkCheckResponse(b *testing.B) {
+	req := benchRequest(b)
+	v := &verdict{status: 200, reason: "org_permission", route: "POST /api/organizations/{orgId}/users",
+		claims: benchClaims(), signed: strings.Repeat("x", 400)}
+	b.ReportAllocs()
+	for b.Loop() {
+		checkResponse(req, "r1", v)
+	}
+}
+
+// BenchmarkCheck is a whole in-process Check on a token already in the cache: parse, verify
+// (cache hit), input, policy, signing, response.
+func BenchmarkCheck(b *testing.B) {
+	h := newHarness(b, true)
+	tok := h.mint(*org("o1", "member:add"))
+	r := envoyRequest("POST", "/api/organizations/o1/users", map[string]string{"Authorization": "Bearer " + tok}, `{"userIds":["u2"]}`)
+	in, err := envoyclient.NewCheckRequest(r, envoyclient.Options{WithBody: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	if resp, _ := h.srv.Check(ctx, in); readAnswer(resp).status != 200 {
+		b.Fatalf("not allowed: %s", readAnswer(resp).body)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if resp, _ := h.srv.Check(ctx, in); resp.GetStatus().GetCode() != 0 {
+			b.Fatal("denied")
+		}
+	}
+}
