@@ -1,0 +1,77 @@
+package sidecar
+
+import (
+	"bufio"
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// decisionLines returns the decision log lines by decision id.
+func decisionLines(t *testing.T, logs string) map[string]map[string]any {
+	t.Helper()
+	out := map[string]map[string]any{}
+	sc := bufio.NewScanner(strings.NewReader(logs))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var line map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+			t.Fatalf("log line %q is not JSON: %v", sc.Text(), err)
+		}
+		if line["msg"] == "decision" {
+			id, _ := line["decision_id"].(string)
+			out[id] = line
+		}
+	}
+	return out
+}
+
+// TestDecisionLog: one JSON line per decision with its id and facts, never the token.
+func TestDecisionLog(t *testing.T) {
+	h := newHarness(t, true)
+	tok := h.mint(*orgAPI("o1", "member:add"))
+	allow := readAnswer(h.check(t, envoyRequest("POST", "/api/organizations/o1/users", map[string]string{
+		"Authorization": "Bearer " + tok, "X-Request-Id": "req-allow-1"}, `{"userIds":["u2"]}`)))
+	deny := readAnswer(h.check(t, envoyRequest("DELETE", "/api/organizations/o1", map[string]string{
+		"Authorization": "Bearer " + tok, "X-Request-Id": "req-deny-1"}, "")))
+	bad := readAnswer(h.check(t, envoyRequest("GET", "/api/organizations/o1/../o2", map[string]string{
+		"Authorization": "Bearer  " + tok, "X-Request-Id": "req-bad-1"}, "")))
+	if allow.status != 200 || deny.status != 403 || bad.status != 400 {
+		t.Fatalf("statuses = %d %d %d, want 200 403 400", allow.status, deny.status, bad.status)
+	}
+	// Envoy (and envoyclient) replace a client's x-request-id with their own; that is the id.
+	ids := map[string]string{"allow": allow.headers[headerDecisionID], "deny": deny.headers[headerDecisionID], "bad": bad.headers[headerDecisionID]}
+	for k, id := range ids {
+		if id == "" || id == "req-"+k+"-1" {
+			t.Errorf("%s answer has decision id %q, want Envoy's request id", k, id)
+		}
+	}
+	lines := decisionLines(t, h.logs.String())
+	want := map[string]map[string]any{
+		ids["allow"]: {"result": "allow", "status": 200.0, "reason": "org_permission", "method": "POST",
+			"path": "/api/organizations/o1/users", "route": "POST /api/organizations/{orgId}/users",
+			"subject": "u1", "token_kind": "organization_api", "org": "o1"},
+		ids["deny"]: {"result": "deny", "status": 403.0, "reason": "missing_scope", "method": "DELETE",
+			"path": "/api/organizations/o1", "subject": "u1", "token_kind": "organization_api"},
+		ids["bad"]: {"result": "deny", "status": 400.0, "reason": "invalid_path", "method": "GET"},
+	}
+	for id, fields := range want {
+		line, ok := lines[id]
+		if !ok {
+			t.Errorf("no decision line for %s", id)
+			continue
+		}
+		for k, v := range fields {
+			if line[k] != v {
+				t.Errorf("decision %s: %s = %v, want %v", id, k, line[k], v)
+			}
+		}
+		if _, ok := line["latency"]; !ok {
+			t.Errorf("decision %s has no latency", id)
+		}
+	}
+	if _, ok := lines[ids["bad"]]["path"]; ok {
+		t.Errorf("a refused path was logged")
+	}
+	// The cleanup also greps the whole log for every minted token.
+}
