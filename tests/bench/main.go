@@ -49,6 +49,7 @@ type options struct {
 	mgmtConcurrency    int
 	quick              bool
 	noPin              bool
+	cpuprofile         string
 }
 
 func parseOptions(args []string, stderr io.Writer) (options, error) {
@@ -69,6 +70,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.Float64Var(&o.mgmtRate, "mgmt-rate", 200, "requests per second of the mgmtproxy latency runs")
 	fs.IntVar(&o.mgmtConcurrency, "mgmt-concurrency", 64, "requests in flight in the mgmtproxy M2M token run")
 	fs.BoolVar(&o.quick, "quick", false, "smoke run: 1 s runs, one repeat, 5000 cold tokens")
+	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "also profile the sidecar's CPU in a warm and a cold run: writes PREFIX-warm.pprof and PREFIX-cold.pprof and prints their top entries on stderr")
 	fs.BoolVar(&o.noPin, "no-pin", false, "do not pin servers and generator to cores")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -162,6 +164,11 @@ func benchmark(ctx context.Context, o options, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if o.cpuprofile != "" {
+		if err := b.profileSidecar(ctx); err != nil {
+			return err
+		}
+	}
 	var mg *mgmtResult
 	if o.mgmt {
 		if mg, err = b.measureMgmt(ctx); err != nil {
@@ -178,6 +185,9 @@ func (b *bench) build(ctx context.Context) error {
 	pkgs := map[string]string{"nullauthz": "./tests/bench/nullauthz", "opaenvoy": "./tests/bench/opaenvoy", "sidecar": "./cmd/sidecar"}
 	if b.o.mgmt {
 		pkgs["mgmtproxy"] = "./cmd/mgmtproxy"
+	}
+	if b.o.cpuprofile != "" {
+		pkgs["sidecarprof"] = "./tests/bench/sidecarprof"
 	}
 	root, err := moduleRoot(ctx)
 	if err != nil {

@@ -58,7 +58,13 @@ type serverResults struct {
 	cachedRSS, cachedHWM int64
 }
 
-func (b *bench) start(ctx context.Context, name string) (*server, error) {
+// variant runs a server from another binary with extra environment (the profiling sidecar).
+type variant struct {
+	bin string
+	env []string
+}
+
+func (b *bench) start(ctx context.Context, name string, v variant) (*server, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -93,7 +99,10 @@ func (b *bench) start(ctx context.Context, name string) (*server, error) {
 	default:
 		return nil, fmt.Errorf("unknown server %q", name)
 	}
-	p, err := startProc(name, b.dir, bin, b.cores, args, nil)
+	if v.bin != "" {
+		bin = v.bin
+	}
+	p, err := startProc(name, b.dir, bin, b.cores, args, v.env)
 	if err != nil {
 		return nil, err
 	}
@@ -154,7 +163,7 @@ func (b *bench) measureServers(ctx context.Context) (*serverResults, error) {
 	}()
 	for _, name := range b.o.servers {
 		progress("starting %s", name)
-		s, err := b.start(ctx, name)
+		s, err := b.start(ctx, name, variant{})
 		if err != nil {
 			return nil, err
 		}

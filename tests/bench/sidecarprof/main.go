@@ -1,0 +1,88 @@
+// Command sidecarprof is cmd/sidecar's serve path with a CPU profiler the benchmark switches
+// on and off: SIGUSR1 starts profiling, SIGUSR2 stops it and writes the profile to the file named
+// by BENCH_CPUPROFILE (complete once it has that name: it is written beside it and renamed). Flags and behaviour are otherwise the sidecar's. It is a benchmark
+// helper, not a product: `make bench -cpuprofile` uses it to show what the warm and cold checks
+// spend their time on.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"syscall"
+
+	"github.com/orgauthz/orgauthz/internal/confload"
+	"github.com/orgauthz/orgauthz/sidecar"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx); err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "sidecarprof:", err)
+		stop()
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context) error {
+	out := os.Getenv("BENCH_CPUPROFILE")
+	if out == "" {
+		return errors.New("BENCH_CPUPROFILE is not set")
+	}
+	cfg := sidecar.Default()
+	if _, err := confload.Load(&cfg, confload.Options{Name: "sidecar", Args: os.Args[1:], Getenv: os.Getenv, Output: os.Stderr}); err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	s, err := sidecar.New(ctx, cfg, cfg.NewLogger(os.Stderr))
+	if err != nil {
+		return err
+	}
+	go profile(ctx, out)
+	return s.Serve(ctx)
+}
+
+// profile runs the profiler between SIGUSR1 and SIGUSR2, any number of times; each profile
+// overwrites the last.
+func profile(ctx context.Context, out string) {
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGUSR1, syscall.SIGUSR2)
+	var f *os.File
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case s := <-sig:
+			switch {
+			case s == syscall.SIGUSR1 && f == nil:
+				var err error
+				if f, err = os.Create(out + ".tmp"); err != nil {
+					fmt.Fprintln(os.Stderr, "sidecarprof:", err)
+					continue
+				}
+				if err := pprof.StartCPUProfile(f); err != nil {
+					fmt.Fprintln(os.Stderr, "sidecarprof:", err)
+					f.Close()
+					f = nil
+				}
+			case s == syscall.SIGUSR2 && f != nil:
+				pprof.StopCPUProfile()
+				err := f.Close()
+				if err == nil {
+					err = os.Rename(f.Name(), out)
+				}
+				if err != nil {
+					fmt.Fprintln(os.Stderr, "sidecarprof:", err)
+				}
+				f = nil
+			}
+		}
+	}
+}
