@@ -122,20 +122,17 @@ func (c *Config) Validate() error {
 	if c.APIResource != "" && c.APIResource == c.AdminResource {
 		bad("--admin-resource must differ from --api-resource")
 	}
-	for name, res := range map[string]string{"api-resource": c.APIResource, "admin-resource": c.AdminResource} {
-		if res == "" {
-			continue
-		}
-		if u, err := url.Parse(res); err != nil || u.Scheme == "" {
-			bad("--%s %q is not an absolute URI", name, res)
+	for _, s := range []struct{ flag, value string }{{"api-resource", c.APIResource}, {"admin-resource", c.AdminResource}} {
+		if u, err := url.Parse(s.value); s.value != "" && (err != nil || u.Scheme == "") {
+			bad("--%s %q is not an absolute URI", s.flag, s.value)
 		}
 	}
 	if c.Policies == "" {
 		bad("--policies is required")
 	}
-	for name, addr := range map[string]string{"grpc-addr": c.GRPCAddr, "http-addr": c.HTTPAddr} {
-		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
-			bad("--%s %q is not host:port", name, addr)
+	for _, s := range []struct{ flag, value string }{{"grpc-addr", c.GRPCAddr}, {"http-addr", c.HTTPAddr}} {
+		if _, port, err := net.SplitHostPort(s.value); err != nil || port == "" {
+			bad("--%s %q is not host:port", s.flag, s.value)
 		}
 	}
 	if c.GRPCAddr != "" && c.GRPCAddr == c.HTTPAddr {

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 )
 
@@ -197,4 +199,39 @@ func (h *harness) healthStatus(t testing.TB) healthpb.HealthCheckResponse_Servin
 		t.Fatalf("health Check: %v", err)
 	}
 	return resp.GetStatus()
+}
+
+// TestReflection: server reflection only when asked for.
+func TestReflection(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		h := newHarness(t, true, func(c *Config) { c.GRPCReflection = on })
+		conn, err := grpc.NewClient(h.grpcAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		stream, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(context.Background())
+		var resp *reflectionpb.ServerReflectionResponse
+		if err == nil {
+			// A failed Send reports io.EOF; the stream's status comes from Recv.
+			_ = stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}})
+			resp, err = stream.Recv()
+		}
+		conn.Close()
+		if !on {
+			if status.Code(err) != codes.Unimplemented {
+				t.Errorf("reflection off: %v, want Unimplemented", err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("reflection on: %v", err)
+		}
+		var names []string
+		for _, s := range resp.GetListServicesResponse().GetService() {
+			names = append(names, s.GetName())
+		}
+		if !slices.Contains(names, authv3.Authorization_ServiceDesc.ServiceName) {
+			t.Errorf("reflection lists %q, want the ext_authz service", names)
+		}
+	}
 }

@@ -22,6 +22,10 @@ const (
 // follows it.
 const envoyPrefix = "/envoy"
 
+// envoyHeadersToRemove is the response header in which Envoy's HTTP ext_authz client takes the
+// names of request headers to remove.
+const envoyHeadersToRemove = "x-envoy-auth-headers-to-remove"
+
 // Handler returns the HTTP handler of the sidecar's HTTP address:
 //
 //	/healthz        200 while the process runs
@@ -44,13 +48,13 @@ func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		target := r.RequestURI
 		if target == envoyPrefix || strings.HasPrefix(target, envoyPrefix+"/") || strings.HasPrefix(target, envoyPrefix+"?") {
-			s.serveCheck(w, r, s.envoyRequest)
+			s.serveCheck(w, r, s.envoyRequest, true)
 			return
 		}
 		path, _, _ := strings.Cut(target, "?")
 		switch path {
 		case "/forward-auth":
-			s.serveCheck(w, r, s.forwardAuthRequest)
+			s.serveCheck(w, r, s.forwardAuthRequest, false)
 		case "/healthz":
 			writeStatus(w, http.StatusOK, map[string]bool{"alive": true})
 		case "/readyz":
@@ -76,8 +80,9 @@ func writeStatus(w http.ResponseWriter, status int, body any) {
 }
 
 // serveCheck answers one HTTP check: read turns the request into the common form, or refuses it
-// itself; then the decision path shared with gRPC. A panic is a 503.
-func (s *Server) serveCheck(w http.ResponseWriter, r *http.Request, read func(*http.Request) (*rawRequest, *verdict)) {
+// itself; then the decision path shared with gRPC. A panic is a 503. For Envoy, an allow also
+// names the headers to strip from the request in x-envoy-auth-headers-to-remove.
+func (s *Server) serveCheck(w http.ResponseWriter, r *http.Request, read func(*http.Request) (*rawRequest, *verdict), envoy bool) {
 	start := time.Now()
 	id := ""
 	defer func() {
@@ -97,6 +102,9 @@ func (s *Server) serveCheck(w http.ResponseWriter, r *http.Request, read func(*h
 		req, v = s.decide(r.Context(), raw)
 	}
 	s.record(id, req, v, start)
+	if envoy && v.allowed() {
+		w.Header().Set(envoyHeadersToRemove, strings.Join(headersToRemove(req, id, v), ","))
+	}
 	writeHTTP(w, id, v)
 }
 

@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -142,5 +143,25 @@ func TestHTTPHealthAndMetrics(t *testing.T) {
 				t.Errorf("GET %s body lacks %q", tc.target, want)
 			}
 		}
+	}
+}
+
+// TestEnvoyHTTPHeadersToRemove: Envoy's HTTP mode learns which request headers to strip from
+// x-envoy-auth-headers-to-remove.
+func TestEnvoyHTTPHeadersToRemove(t *testing.T) {
+	h := newHarness(t, true)
+	tok := h.mint(*global(""))
+	resp := h.get(t, "/envoy/api/users/u1/organizations", map[string]string{
+		"Authorization": "Bearer " + tok, "X-Orgauthz-Organization-Id": "o9", "X-Orgauthz-Subject": "admin"})
+	if resp.StatusCode != 200 {
+		t.Fatalf("status = %d (%s), want 200", resp.StatusCode, resp.body)
+	}
+	got := strings.Split(resp.Header.Get("X-Envoy-Auth-Headers-To-Remove"), ",")
+	want := []string{"authorization", "cookie", "x-orgauthz-organization-id"}
+	if !slices.Equal(got, want) {
+		t.Errorf("x-envoy-auth-headers-to-remove = %q, want %q", got, want)
+	}
+	if resp.Header.Get(headerSubject) != "u1" {
+		t.Errorf("subject = %q, want u1", resp.Header.Get(headerSubject))
 	}
 }

@@ -78,6 +78,25 @@ func allowHeaders(id string, v *verdict) []header {
 	return hs
 }
 
+// headersToRemove are the request headers an allow strips: the credentials, and every
+// x-orgauthz-* header the client sent that the allow does not overwrite.
+func headersToRemove(req *request, id string, v *verdict) []string {
+	names := []string{"authorization", "cookie"}
+	if req == nil || len(req.clientHeaders) == 0 {
+		return names
+	}
+	set := map[string]bool{}
+	for _, h := range allowHeaders(id, v) {
+		set[h.name] = true
+	}
+	for _, name := range req.clientHeaders {
+		if !set[name] {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
 // denyHeaders are the headers of a denied answer.
 func denyHeaders(id string, v *verdict) []header {
 	hs := []header{{"content-type", "application/json"}, {headerDecisionID, id}}
@@ -130,18 +149,9 @@ func denyBody(v *verdict) string {
 // checkResponse turns a verdict into Envoy's CheckResponse, status always set.
 func checkResponse(req *request, id string, v *verdict) *authv3.CheckResponse {
 	if v.allowed() {
-		ok := &authv3.OkHttpResponse{HeadersToRemove: []string{"authorization", "cookie"}}
-		set := map[string]bool{}
+		ok := &authv3.OkHttpResponse{HeadersToRemove: headersToRemove(req, id, v)}
 		for _, h := range allowHeaders(id, v) {
 			ok.Headers = append(ok.Headers, headerOption(h))
-			set[h.name] = true
-		}
-		if req != nil {
-			for _, name := range req.clientHeaders {
-				if !set[name] {
-					ok.HeadersToRemove = append(ok.HeadersToRemove, name)
-				}
-			}
 		}
 		return &authv3.CheckResponse{
 			Status:       &rpcstatus.Status{Code: int32(codes.OK)},

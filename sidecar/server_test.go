@@ -364,3 +364,22 @@ func TestBodies(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, h) })
 	}
 }
+
+// TestForgedOrganizationHeaderRemoved: without an org context the sidecar sets no
+// x-orgauthz-organization-id, so a client's copy must be removed rather than kept.
+func TestForgedOrganizationHeaderRemoved(t *testing.T) {
+	h := newHarness(t, true)
+	tok := h.mint(*global("org:create"))
+	r := envoyRequest("POST", "/api/organizations", map[string]string{
+		"Authorization": "Bearer " + tok, "X-Orgauthz-Organization-Id": "o2"}, `{"name":"n"}`)
+	fwd, err := envoyclient.Apply(h.check(t, r), r)
+	if err != nil || fwd != nil {
+		t.Fatalf("Apply = %v, %v; want the request forwarded", fwd, err)
+	}
+	if got := r.Header.Values("X-Orgauthz-Organization-Id"); len(got) != 0 {
+		t.Errorf("forwarded x-orgauthz-organization-id = %q, want none", got)
+	}
+	if got := r.Header.Get("X-Orgauthz-Token-Kind"); got != "global_api" {
+		t.Errorf("forwarded x-orgauthz-token-kind = %q, want global_api", got)
+	}
+}
