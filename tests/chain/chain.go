@@ -246,11 +246,11 @@ func startFront(cfg Config, start starter) (*process, error) {
 			"--config", filepath.Join(cfg.Root, "tests", "caddy", "Caddyfile"))
 	case FrontNginx:
 		prefix := filepath.Join(cfg.Dir, "nginx")
-		conf, err := render(filepath.Join(cfg.Root, "tests", "nginx", "nginx.conf"), prefix, "nginx.conf", strings.NewReplacer(
+		conf, err := render(filepath.Join(cfg.Root, "tests", "nginx", "nginx.conf"), prefix,
 			DefaultAddrs().Front, cfg.Addrs.Front,
 			DefaultAddrs().HTTP, cfg.Addrs.HTTP,
 			DefaultAddrs().Mgmtproxy, upstream,
-		))
+		)
 		if err != nil {
 			return nil, err
 		}
@@ -259,12 +259,12 @@ func startFront(cfg Config, start starter) (*process, error) {
 		}
 		return start("nginx", nil, cfg.FrontBin, "-p", prefix, "-c", conf, "-e", "stderr", "-g", "daemon off;")
 	case FrontEnvoy:
-		conf, err := render(filepath.Join(cfg.Root, "envoy", "front-proxy.yaml"), filepath.Join(cfg.Dir, "envoy"), "front-proxy.yaml", strings.NewReplacer(
+		conf, err := render(filepath.Join(cfg.Root, "envoy", "front-proxy.yaml"), filepath.Join(cfg.Dir, "envoy"),
 			"port_value: "+port(DefaultAddrs().Front), "port_value: "+port(cfg.Addrs.Front),
 			"port_value: "+port(DefaultAddrs().GRPC), "port_value: "+port(cfg.Addrs.GRPC),
 			"port_value: "+port(DefaultAddrs().Mgmtproxy), "port_value: "+port(upstream),
 			"port_value: 9901", "port_value: 0", // the admin listener: any free port
-		))
+		)
 		if err != nil {
 			return nil, err
 		}
@@ -273,17 +273,24 @@ func startFront(cfg Config, start starter) (*process, error) {
 	return nil, fmt.Errorf("chain: unknown front proxy %q", cfg.Front)
 }
 
-// render writes the config file src into dir as name, with the default addresses replaced.
-func render(src, dir, name string, r *strings.Replacer) (string, error) {
+// render copies the config file src into dir with each old string of oldnew (pairs, as for
+// strings.NewReplacer) replaced by its new one. An old string the file no longer contains is
+// an error: the file changed its format, and the chain would silently use the defaults.
+func render(src, dir string, oldnew ...string) (string, error) {
 	b, err := os.ReadFile(src)
 	if err != nil {
 		return "", fmt.Errorf("chain: %w", err)
 	}
+	for i := 0; i < len(oldnew); i += 2 {
+		if !strings.Contains(string(b), oldnew[i]) {
+			return "", fmt.Errorf("chain: %s no longer contains %q: update tests/chain to its format", src, oldnew[i])
+		}
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("chain: %w", err)
 	}
-	out := filepath.Join(dir, name)
-	if err := os.WriteFile(out, []byte(r.Replace(string(b))), 0o600); err != nil {
+	out := filepath.Join(dir, filepath.Base(src))
+	if err := os.WriteFile(out, []byte(strings.NewReplacer(oldnew...).Replace(string(b))), 0o600); err != nil {
 		return "", fmt.Errorf("chain: %w", err)
 	}
 	return out, nil

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -363,5 +364,61 @@ func TestFreeAddrsAreDistinctAndFree(t *testing.T) {
 	err = a.CheckFree()
 	if err == nil || !strings.Contains(err.Error(), "sidecar HTTP address "+a.HTTP+" is taken") {
 		t.Errorf("CheckFree() with %s taken = %v, want an error naming it", a.HTTP, err)
+	}
+}
+
+// The front proxies' configs name the default addresses in the form render replaces.
+func TestRenderFrontConfigs(t *testing.T) {
+	root, err := Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	def := DefaultAddrs()
+	addrs := Addrs{Logto: "127.0.0.1:1", GRPC: "127.0.0.1:2", HTTP: "127.0.0.1:3", Mgmtproxy: "127.0.0.1:4", Front: "127.0.0.1:5"}
+	tests := []struct {
+		src      string
+		oldnew   []string
+		want     []string
+		wantGone []string
+	}{
+		{
+			"tests/nginx/nginx.conf",
+			[]string{def.Front, addrs.Front, def.HTTP, addrs.HTTP, def.Mgmtproxy, addrs.Mgmtproxy},
+			[]string{"listen 127.0.0.1:5;", "http://127.0.0.1:3/forward-auth;", "proxy_pass http://127.0.0.1:4;"},
+			[]string{def.Front, def.HTTP, def.Mgmtproxy},
+		},
+		{
+			"envoy/front-proxy.yaml",
+			[]string{"port_value: 8080", "port_value: 5", "port_value: 9191", "port_value: 2", "port_value: 8081", "port_value: 4", "port_value: 9901", "port_value: 0"},
+			[]string{"port_value: 5}", "port_value: 2}", "port_value: 4}", "port_value: 0}"},
+			[]string{"port_value: 8080", "port_value: 9191", "port_value: 8081", "port_value: 9901"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.src, func(t *testing.T) {
+			out, err := render(filepath.Join(root, tc.src), t.TempDir(), tc.oldnew...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := os.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(string(b), w) {
+					t.Errorf("rendered %s lacks %q", tc.src, w)
+				}
+			}
+			for _, g := range tc.wantGone {
+				if strings.Contains(string(b), g) {
+					t.Errorf("rendered %s still has %q", tc.src, g)
+				}
+			}
+		})
+	}
+
+	_, err = render(filepath.Join(root, "tests/nginx/nginx.conf"), t.TempDir(), "127.0.0.1:7777", "x")
+	if err == nil || !strings.Contains(err.Error(), `no longer contains "127.0.0.1:7777"`) {
+		t.Errorf("render() with an absent address = %v, want an error naming it", err)
 	}
 }
