@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -44,16 +45,18 @@ func TestMain(m *testing.M) {
 }
 
 func startChild(t *testing.T, mode string, log *bytes.Buffer) (*process, string) {
-	return startNamedChild(t, "child", mode, log)
+	return startNamedChild(t, "child", mode, &syncWriter{w: log})
 }
 
-func startNamedChild(t *testing.T, name, mode string, log *bytes.Buffer) (*process, string) {
+// startNamedChild starts the test binary as a child; children sharing a log must share its
+// syncWriter, as they do in Start.
+func startNamedChild(t *testing.T, name, mode string, log *syncWriter) (*process, string) {
 	t.Helper()
 	addrs, err := FreeAddrs()
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := startProcess(name, &syncWriter{w: log},
+	p, err := startProcess(name, log,
 		[]string{"CHAIN_TEST_CHILD=" + mode, "CHAIN_TEST_ADDR=" + addrs.Front}, os.Args[0])
 	if err != nil {
 		t.Fatal(err)
@@ -109,9 +112,9 @@ func TestProcessEnvironment(t *testing.T) {
 }
 
 func TestChainWaitKillClose(t *testing.T) {
-	var log bytes.Buffer
-	a, url := startNamedChild(t, "a", "serve", &log)
-	b, _ := startNamedChild(t, "b", "serve", &log)
+	log := &syncWriter{w: io.Discard}
+	a, url := startNamedChild(t, "a", "serve", log)
+	b, _ := startNamedChild(t, "b", "serve", log)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := a.waitServing(ctx, url); err != nil {
@@ -126,7 +129,7 @@ func TestChainWaitKillClose(t *testing.T) {
 		t.Error("Kill(a) again = nil, want an error: it is gone")
 	}
 	// A part that exits on its own ends Wait with its name.
-	f, _ := startNamedChild(t, "f", "fail", &log)
+	f, _ := startNamedChild(t, "f", "fail", log)
 	c.procs = append(c.procs, f)
 	if err := c.Wait(ctx); err == nil || !strings.Contains(err.Error(), "f exited") {
 		t.Errorf("Wait() = %v, want f's exit", err)
