@@ -1,8 +1,11 @@
 package sidecar
 
 import (
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -82,4 +85,52 @@ func TestPolicyContract(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestInputToken: input.token holds the verified facts, and input.token.claims every claim of the
+// payload exactly, Logto's and any other.
+func TestInputToken(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "orgauthz"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(dir, "orgauthz", "decision.rego"), `package orgauthz
+
+decision := {"allow": true, "reason": "echo", "route": "GET /x", "headers": {
+	"x-claims": json.marshal(input.token.claims),
+	"x-token": json.marshal(object.remove(input.token, ["claims"])),
+}}
+`)
+	h := newHarness(t, true, func(c *Config) { c.Policies = dir })
+	claims := h.logto.Claims("u1", "app1", apiResource, "b a  c")
+	claims["organization_id"] = "o1"
+	claims["nbf"] = claims["iat"]
+	claims["custom"] = map[string]any{"list": []any{1, 2.5, "x", nil, true}, "big": 12345678901234}
+	tok := h.remember(h.logto.MintToken(claims))
+	a := readAnswer(h.check(t, envoyRequest("GET", "/x", map[string]string{"Authorization": "Bearer " + tok}, "")))
+	if a.status != 200 {
+		t.Fatalf("status = %d (%s), want 200", a.status, a.body)
+	}
+	wantClaims, _ := json.Marshal(claims)
+	if !jsonEqual(t, a.headers["x-claims"], string(wantClaims)) {
+		t.Errorf("input.token.claims = %s\nwant %s", a.headers["x-claims"], wantClaims)
+	}
+	wantToken := fmt.Sprintf(`{"kind":"organization_api","subject":"u1","client_id":"app1","is_app":false,
+		"organization_id":"o1","audience":%q,"scopes":["b","a","c"],"issued_at":%v,"expires_at":%v}`,
+		apiResource, claims["iat"], claims["exp"])
+	if !jsonEqual(t, a.headers["x-token"], wantToken) {
+		t.Errorf("input.token = %s\nwant %s", a.headers["x-token"], wantToken)
+	}
+}
+
+func jsonEqual(t *testing.T, a, b string) bool {
+	t.Helper()
+	var x, y any
+	if err := json.Unmarshal([]byte(a), &x); err != nil {
+		t.Fatalf("%q: %v", a, err)
+	}
+	if err := json.Unmarshal([]byte(b), &y); err != nil {
+		t.Fatalf("%q: %v", b, err)
+	}
+	return reflect.DeepEqual(x, y)
 }
