@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 
@@ -59,6 +60,9 @@ func (tc checkTest) run(t *testing.T, h *harness) {
 	if err != nil {
 		t.Fatalf("Check(%s %s) decision does not verify: %v", tc.method, tc.target, err)
 	}
+	if got, want := c.ExpiresAt-c.IssuedAt, int64(h.cfg.DecisionTTL/time.Second); got != want {
+		t.Errorf("Check(%s %s) decision lifetime = %ds, want %ds", tc.method, tc.target, got, want)
+	}
 	if c.Route != tc.wantRoute {
 		t.Errorf("Check(%s %s) route = %q, want %q", tc.method, tc.target, c.Route, tc.wantRoute)
 	}
@@ -68,6 +72,9 @@ func (tc checkTest) run(t *testing.T, h *harness) {
 		}
 		if got, want := a.headers[headerOrganizationID], tc.token.org; got != want || c.Org != want {
 			t.Errorf("Check(%s %s) org header %q, decision %q, want %q", tc.method, tc.target, got, c.Org, want)
+		}
+		if c.App != tc.token.app {
+			t.Errorf("Check(%s %s) decision app = %v, want %v", tc.method, tc.target, c.App, tc.token.app)
 		}
 		if a.headers[headerSubject] == "" || a.headers[headerSubject] != c.Subject {
 			t.Errorf("Check(%s %s) subject header %q, decision %q", tc.method, tc.target, a.headers[headerSubject], c.Subject)
@@ -155,6 +162,7 @@ func TestRoutes(t *testing.T) {
 		{name: "list orgs org token", method: "GET", target: orgs, token: org("o1", "org:read"), wantStatus: 403},
 		{name: "list orgs admin scope on api audience", method: "GET", target: orgs, token: global("admin:org:read"), wantStatus: 403},
 		{name: "get org", method: "GET", target: o1, token: org("o1", "org:read"), wantStatus: 200, wantRoute: "GET /api/organizations/{orgId}"},
+		{name: "get org as an org app", method: "GET", target: o1, token: &tokenSpec{kind: "organization_api", org: "o1", app: true, scopes: "org:read"}, wantStatus: 200, wantRoute: "GET /api/organizations/{orgId}"},
 		{name: "get org other org", method: "GET", target: o1, token: org("o2", "org:read"), wantStatus: 403, wantReason: "wrong_organization"},
 		{name: "get org org api other org", method: "GET", target: o1, token: orgAPI("o2", "org:read"), wantStatus: 403, wantReason: "wrong_organization"},
 		{name: "patch org", method: "PATCH", target: o1, token: org("o1", "org:update"), body: `{"name":"n","description":"d"}`, wantStatus: 200, wantRoute: "PATCH /api/organizations/{orgId}"},
