@@ -70,6 +70,7 @@ func runStories(t *testing.T, h *harness, tr traits) {
 		{"WrongOrganizationIs403", storyWrongOrganization},
 		{"MissingPermissionIs403", storyMissingPermission},
 		{"MemberAdd", storyAddMember},
+		{"OrganizationAPIToken", storyOrganizationAPIToken},
 		{"CreateOrganizationMakesCreatorAdmin", storyCreateOrganization},
 		{"AdminBulkCreate", storyBulkCreate},
 		{"ClientIdentityHeadersDoNotSurvive", storyForgedHeaders},
@@ -77,6 +78,8 @@ func runStories(t *testing.T, h *harness, tr traits) {
 		{"MgmtproxyWithoutDecisionIs403", storyNoDecision},
 		{"DecisionReplayIs403", storyReplay},
 		{"LogtoFailureIs5xx", storyLogtoFailure},
+		// Late: bob leaves acme.
+		{"MemberLeaves", storyMemberLeaves},
 		// Last: it kills the sidecar.
 		{"SidecarDownFailsClosed", storySidecarDown},
 	} {
@@ -196,6 +199,24 @@ func storyAddMember(t *testing.T, h *harness, tr traits) {
 	if !slices.ContainsFunc(members, func(m entity) bool { return m.ID == carol }) {
 		t.Errorf("members of acme after adding carol = %s, want carol (%s) among them", got.body, carol)
 	}
+}
+
+// storyOrganizationAPIToken is pattern 2: an API token scoped to an organization.
+func storyOrganizationAPIToken(t *testing.T, h *harness, tr traits) {
+	tok := h.token(t, chain.TokenRequest{UserID: h.user("alice"), OrganizationID: h.acme(), Resource: chain.APIResource,
+		Scopes: []string{"member:read"}})
+	path := "/api/organizations/" + h.acme() + "/users"
+	got := h.call(t, "GET", path, tok, nil)
+	wantStatus(t, "alice's organization API token: GET "+path, got, http.StatusOK)
+	if kind := h.app.last(t, "/").header.Get("X-Orgauthz-Token-Kind"); kind != "organization_api" {
+		t.Errorf("mgmtproxy got X-Orgauthz-Token-Kind = %q, want organization_api", kind)
+	}
+	noManagementCalls(t, h, func() {
+		other := "/api/organizations/" + otherOrg + "/users"
+		wantDenial(t, "alice's acme API token: GET "+other, h.call(t, "GET", other, tok, nil), http.StatusForbidden, tr)
+		wantDenial(t, "alice's API token without member:add: POST "+path,
+			h.call(t, "POST", path, tok, map[string]any{"userIds": []string{h.user("carol")}}), http.StatusForbidden, tr)
+	})
 }
 
 func storyCreateOrganization(t *testing.T, h *harness, tr traits) {
@@ -432,6 +453,21 @@ func storyReplay(t *testing.T, h *harness, tr traits) {
 		got := h.direct(t, "GET", path, captured[1])
 		wantStatus(t, "decision used a second time", got, http.StatusForbidden)
 	})
+}
+
+// storyMemberLeaves: a member may remove themself without member:remove, and no one else.
+func storyMemberLeaves(t *testing.T, h *harness, tr traits) {
+	tok := h.bobOrg(t)
+	members := "/api/organizations/" + h.acme() + "/users/"
+	noManagementCalls(t, h, func() {
+		got := h.call(t, "DELETE", members+h.user("alice"), tok, nil)
+		wantDenial(t, "bob: DELETE alice from acme", got, http.StatusForbidden, tr)
+	})
+	got := h.call(t, "DELETE", members+h.user("bob"), tok, nil)
+	wantStatus(t, "bob: DELETE himself from acme", got, http.StatusNoContent)
+	if sent := h.logto.last(t, "/api/"); sent.method != "DELETE" || sent.target != members+h.user("bob") {
+		t.Errorf("Logto got %s %s, want DELETE %s", sent.method, sent.target, members+h.user("bob"))
+	}
 }
 
 func storyLogtoFailure(t *testing.T, h *harness, tr traits) {
