@@ -32,6 +32,16 @@ var (
 	keyIssuedAt          = ast.StringTerm("issued_at")
 	keyExpiresAt         = ast.StringTerm("expires_at")
 	keyClaims            = ast.StringTerm("claims")
+
+	// Names of Logto's claims in input.token.claims; client_id and organization_id are above.
+	keyClaimJTI   = ast.StringTerm("jti")
+	keyClaimSub   = ast.StringTerm("sub")
+	keyClaimIat   = ast.StringTerm("iat")
+	keyClaimExp   = ast.StringTerm("exp")
+	keyClaimNbf   = ast.StringTerm("nbf")
+	keyClaimScope = ast.StringTerm("scope")
+	keyClaimIss   = ast.StringTerm("iss")
+	keyClaimAud   = ast.StringTerm("aud")
 )
 
 // buildInput makes the policy input for req and the verified claims (nil without a token)
@@ -78,26 +88,53 @@ func buildInput(req *request, claims *token.Claims) (ast.Value, error) {
 	), nil
 }
 
-// tokenValue is input.token: the verified facts and every verified claim.
+// tokenValue is input.token: the verified facts and every verified claim. The claims object is
+// built from the typed fields; only claims that are not Logto's (rare) go through reflection.
 func tokenValue(c *token.Claims) (ast.Value, error) {
 	scopes := make([]*ast.Term, len(c.Scopes))
 	for i, s := range c.Scopes {
 		scopes[i] = ast.StringTerm(s)
 	}
-	raw, err := ast.InterfaceToValue(c.Raw)
-	if err != nil {
-		return nil, fmt.Errorf("sidecar: claims as policy input: %w", err)
+	sub, clientID, aud := ast.StringTerm(c.Subject), ast.StringTerm(c.ClientID), ast.StringTerm(c.Audience)
+	iat, exp := ast.IntNumberTerm(int(c.IssuedAt)), ast.IntNumberTerm(int(c.ExpiresAt))
+	claims := ast.NewObject(
+		ast.Item(keyClaimIss, ast.StringTerm(c.Issuer)),
+		ast.Item(keyClaimSub, sub),
+		ast.Item(keyClaimAud, aud),
+		ast.Item(keyClientID, clientID),
+		ast.Item(keyClaimIat, iat),
+		ast.Item(keyClaimExp, exp),
+	)
+	if c.JTI != "" {
+		claims.Insert(keyClaimJTI, ast.StringTerm(c.JTI))
+	}
+	if c.NotBefore != 0 {
+		claims.Insert(keyClaimNbf, ast.IntNumberTerm(int(c.NotBefore)))
+	}
+	if c.HasScope {
+		claims.Insert(keyClaimScope, ast.StringTerm(c.Scope))
+	}
+	if c.Kind == token.OrganizationAPI { // the only kind whose token carries organization_id
+		claims.Insert(keyOrganizationID, ast.StringTerm(c.OrganizationID))
+	}
+	if c.Extra != nil {
+		extra, err := ast.InterfaceToValue(c.Extra)
+		if err != nil {
+			return nil, fmt.Errorf("sidecar: claims as policy input: %w", err)
+		}
+		// A map[string]any is always an object. An Extra entry holds its claim exactly: it wins.
+		extra.(ast.Object).Foreach(claims.Insert)
 	}
 	obj := ast.NewObject(
 		ast.Item(keyKind, ast.StringTerm(string(c.Kind))),
-		ast.Item(keySubject, ast.StringTerm(c.Subject)),
-		ast.Item(keyClientID, ast.StringTerm(c.ClientID)),
+		ast.Item(keySubject, sub),
+		ast.Item(keyClientID, clientID),
 		ast.Item(keyIsApp, ast.BooleanTerm(c.IsApp)),
-		ast.Item(keyAudience, ast.StringTerm(c.Audience)),
+		ast.Item(keyAudience, aud),
 		ast.Item(keyScopes, ast.ArrayTerm(scopes...)),
-		ast.Item(keyIssuedAt, ast.IntNumberTerm(int(c.IssuedAt))),
-		ast.Item(keyExpiresAt, ast.IntNumberTerm(int(c.ExpiresAt))),
-		ast.Item(keyClaims, ast.NewTerm(raw)),
+		ast.Item(keyIssuedAt, iat),
+		ast.Item(keyExpiresAt, exp),
+		ast.Item(keyClaims, ast.NewTerm(claims)),
 	)
 	if c.OrganizationID != "" {
 		obj.Insert(keyOrganizationID, ast.StringTerm(c.OrganizationID))

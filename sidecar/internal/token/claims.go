@@ -5,8 +5,11 @@
 package token
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"strconv"
 )
 
 // Kind is what a token is for; DESIGN.md's table of token kinds.
@@ -20,20 +23,56 @@ const (
 )
 
 // Claims are the verified facts of one access token. They are shared between requests: never modify them.
+//
+// Logto's claims (jti, sub, iat, exp, nbf, scope, client_id, iss, aud, organization_id) are held in
+// typed fields, every other claim in Extra: a cached verification stays small and building the
+// policy input needs no reflection. Map reassembles the whole payload.
 type Claims struct {
 	Kind           Kind
-	Issuer         string
-	Subject        string
-	ClientID       string
-	IsApp          bool   // sub == client_id
-	OrganizationID string // the org context; "" when the token has none
-	Audience       string
-	Scopes         []string // the scope claim split on U+0020; empty when absent or ""
-	IssuedAt       int64
-	ExpiresAt      int64
-	KeyID          string         // the kid that verified the signature
-	Raw            map[string]any // every claim as decoded JSON (numbers as json.Number)
+	Issuer         string   // iss
+	Subject        string   // sub
+	ClientID       string   // client_id
+	IsApp          bool     // sub == client_id
+	HasScope       bool     // the token has a scope claim, possibly ""
+	OrganizationID string   // the org context: aud's id for Organization, organization_id for OrganizationAPI, else ""
+	Audience       string   // aud
+	JTI            string   // jti; "" when absent
+	Scope          string   // the scope claim as sent; "" when absent
+	Scopes         []string // Scope split on U+0020; empty when absent or ""
+	IssuedAt       int64    // iat in whole seconds, rounded up
+	ExpiresAt      int64    // exp in whole seconds, rounded down
+	NotBefore      int64    // nbf in whole seconds, rounded up; 0 when absent
+	KeyID          string   // the kid that verified the signature
+	// Extra holds the claims the fields above do not: every claim that is not Logto's, and the
+	// rare Logto claim a field cannot say exactly (a time not spelled as a whole number, nbf 0, an
+	// empty jti), as decoded JSON with numbers as json.Number. An Extra entry takes precedence over
+	// its field's value in Map. nil when there is none, the usual case.
+	Extra map[string]any
 }
+
+// Map returns every verified claim as decoded JSON (numbers as json.Number): what the token's
+// payload says. It allocates a new map on each call; values taken from Extra are shared.
+func (c *Claims) Map() map[string]any {
+	m := make(map[string]any, 10+len(c.Extra))
+	m["iss"], m["sub"], m["aud"], m["client_id"] = c.Issuer, c.Subject, c.Audience, c.ClientID
+	m["iat"], m["exp"] = numericDate(c.IssuedAt), numericDate(c.ExpiresAt)
+	if c.JTI != "" {
+		m["jti"] = c.JTI
+	}
+	if c.NotBefore != 0 {
+		m["nbf"] = numericDate(c.NotBefore)
+	}
+	if c.HasScope {
+		m["scope"] = c.Scope
+	}
+	if c.Kind == OrganizationAPI { // the only kind whose token carries organization_id
+		m["organization_id"] = c.OrganizationID
+	}
+	maps.Copy(m, c.Extra)
+	return m
+}
+
+func numericDate(sec int64) json.Number { return json.Number(strconv.FormatInt(sec, 10)) }
 
 // ErrNotReady means no signing keys were ever loaded for the token's issuer: the sidecar answers 503.
 var ErrNotReady = errors.New("token: no signing keys loaded yet")

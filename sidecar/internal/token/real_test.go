@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -120,8 +122,15 @@ func (tc realTest) run(t *testing.T, v *Verifier) {
 	if c.Issuer != realIssuer || c.KeyID != "UQn7VW3bYebH3R2lR2UwLK8p-ZBLAPXiBY31MVGSu5s" {
 		t.Errorf("Verify(%s) issuer, kid = %q, %q", tc.file, c.Issuer, c.KeyID)
 	}
-	if c.Raw["jti"] == nil || c.ExpiresAt-c.IssuedAt != 3600 {
-		t.Errorf("Verify(%s) raw jti = %v, lifetime = %d", tc.file, c.Raw["jti"], c.ExpiresAt-c.IssuedAt)
+	if len(c.JTI) != 21 || c.ExpiresAt-c.IssuedAt != 3600 || c.Extra != nil {
+		t.Errorf("Verify(%s) jti = %q, lifetime = %d, extra = %v", tc.file, c.JTI, c.ExpiresAt-c.IssuedAt, c.Extra)
+	}
+	payload, err := decodePart(strings.Split(raw, ".")[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want, err := decodeObject(payload); err != nil || !reflect.DeepEqual(c.Map(), want) {
+		t.Errorf("Verify(%s) Map() =\n%v\nwant the payload\n%v (%v)", tc.file, c.Map(), want, err)
 	}
 }
 

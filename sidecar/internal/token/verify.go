@@ -3,8 +3,11 @@ package token
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -19,9 +22,7 @@ type Verifier struct {
 	issuers map[string]*issuer
 	cache   *lru.Cache[[sha256.Size]byte, *entry] // nil when disabled
 	stats   counters
-	// shared holds the configured issuers and resources boxed once: cached claim maps point at
-	// these instead of holding a copy each.
-	shared map[string]any
+	intern  interner
 }
 
 // issuer is one accepted issuer: its key set and the go-oidc verifier over it.
@@ -30,13 +31,12 @@ type issuer struct {
 	oidc *oidc.IDTokenVerifier
 }
 
-// entry is a cached verification. It is valid while now < until and its key is still the one the
-// issuer's current set holds under its kid.
+// entry is a cached verification. It is valid until its claims expire and while its key is still
+// the one the issuer's current set holds under its kid.
 type entry struct {
 	claims Claims // by value: one allocation per cached verification
 	keys   *keySet
 	key    *verifyKey
-	until  time.Time // exp + skew
 }
 
 type counters struct {
@@ -66,10 +66,10 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	v := &Verifier{cfg: cfg, issuers: make(map[string]*issuer, len(cfg.Issuers)), shared: make(map[string]any)}
+	v := &Verifier{cfg: cfg, issuers: make(map[string]*issuer, len(cfg.Issuers))}
 	for _, s := range append([]string{cfg.APIResource, cfg.AdminResource}, cfg.Issuers...) {
 		if s != "" {
-			v.shared[s] = s
+			v.intern.string(s)
 		}
 	}
 	if cfg.CacheSize > 0 {
@@ -147,7 +147,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 	if v.cache != nil {
 		key = cacheKey(raw)
 		if e, ok := v.cache.Get(key); ok {
-			if v.cfg.Now().Before(e.until) && e.keys.current(e.key.kid) == e.key {
+			if v.cfg.Now().Before(v.expiry(e.claims.ExpiresAt)) && e.keys.current(e.key.kid) == e.key {
 				v.stats.cacheHits.Add(1)
 				return &e.claims, nil
 			}
@@ -197,89 +197,145 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*entry, error) {
 		return nil, fail(ReasonClaims, "%w", err) // signed, but go-oidc could not read its claims
 	}
 	e := &entry{keys: is.keys, key: out.key}
-	if e.until, err = v.claims(&e.claims, p.payload); err != nil {
+	if err := v.claims(&e.claims, p.payload); err != nil {
 		return nil, err
 	}
 	e.claims.KeyID = out.key.kid
 	return e, nil
 }
 
-// claims checks the verified payload's types, times and audience and fills c. until is when a
-// cached verification stops being valid.
-func (v *Verifier) claims(c *Claims, m map[string]any) (until time.Time, err error) {
-	for _, name := range []string{"iss", "aud"} {
-		if s, ok := m[name].(string); ok {
-			if b, ok := v.shared[s]; ok {
-				m[name] = b
-			}
-		}
-	}
-	var iss, sub, clientID, scope, orgID string
+// claims checks the verified payload's types, times and audience and fills c.
+func (v *Verifier) claims(c *Claims, m map[string]any) error {
+	var iss, sub, clientID, jti, scope, orgID string
 	for _, s := range []struct {
 		name     string
 		dst      *string
 		required bool
 	}{
-		{"iss", &iss, true}, {"sub", &sub, true}, {"client_id", &clientID, true}, {"jti", nil, false},
+		{"iss", &iss, true}, {"sub", &sub, true}, {"client_id", &clientID, true}, {"jti", &jti, false},
 		{"scope", &scope, false}, {"organization_id", &orgID, false},
 	} {
 		val, err := stringClaim(m, s.name, s.required)
 		if err != nil {
-			return time.Time{}, err
+			return err
 		}
-		if s.dst != nil {
-			*s.dst = val
-		}
+		*s.dst = val
 	}
 	_, hasOrgID := m["organization_id"]
 	if hasOrgID && !validOrganizationID(orgID) {
-		return time.Time{}, fail(ReasonClaims, "organization_id is not an organization id")
+		return fail(ReasonClaims, "organization_id is not an organization id")
 	}
 	exp, _, err := timeClaim(m, "exp", true, false)
 	if err != nil {
-		return time.Time{}, err
+		return err
 	}
 	iat, _, err := timeClaim(m, "iat", true, true)
 	if err != nil {
-		return time.Time{}, err
+		return err
 	}
 	nbf, hasNBF, err := timeClaim(m, "nbf", false, true)
 	if err != nil {
-		return time.Time{}, err
+		return err
 	}
 	now, skew := v.cfg.Now(), v.cfg.ClockSkew
-	until = time.Unix(exp, 0).Add(skew)
 	switch {
-	case !now.Before(until): // exp > now - skew
-		return time.Time{}, fail(ReasonExpired, "expired at %d", exp)
+	case !now.Before(v.expiry(exp)): // exp > now - skew
+		return fail(ReasonExpired, "expired at %d", exp)
 	case hasNBF && time.Unix(nbf, 0).After(now.Add(skew)):
-		return time.Time{}, fail(ReasonNotYetValid, "not valid before %d", nbf)
+		return fail(ReasonNotYetValid, "not valid before %d", nbf)
 	case time.Unix(iat, 0).After(now.Add(skew)):
-		return time.Time{}, fail(ReasonIssuedInFuture, "issued at %d", iat)
+		return fail(ReasonIssuedInFuture, "issued at %d", iat)
 	}
 	aud, ok := m["aud"].(string) // an array, even of one, is refused: Logto always sends a string
 	if !ok {
-		return time.Time{}, fail(ReasonAudience, "aud is not a single string")
+		return fail(ReasonAudience, "aud is not a single string")
 	}
 	kind, ctxOrg, err := v.classify(aud, hasOrgID, orgID)
 	if err != nil {
-		return time.Time{}, err
+		return err
 	}
+
+	// Share what recurs across tokens; an Organization token's org id is a part of its audience.
+	iss, clientID = v.intern.string(iss), v.intern.string(clientID)
+	if sub == clientID {
+		sub = clientID
+	}
+	if kind == Organization {
+		aud = v.intern.string(aud)
+		ctxOrg = aud[len(orgAudiencePrefix):]
+	} else {
+		aud, ctxOrg = v.intern.string(aud), v.intern.string(ctxOrg)
+	}
+	_, hasScope := m["scope"]
+	scope, scopes := v.intern.scope(scope)
 	*c = Claims{
 		Kind:           kind,
 		Issuer:         iss,
 		Subject:        sub,
 		ClientID:       clientID,
 		IsApp:          sub == clientID,
+		HasScope:       hasScope,
 		OrganizationID: ctxOrg,
 		Audience:       aud,
-		Scopes:         splitScopes(scope),
+		JTI:            jti,
+		Scope:          scope,
+		Scopes:         scopes,
 		IssuedAt:       iat,
 		ExpiresAt:      exp,
-		Raw:            m,
+		NotBefore:      nbf,
+		Extra:          extraClaims(m, jti, nbf),
 	}
-	return until, nil
+	return nil
 }
+
+// extraClaims returns what of the verified payload m the typed fields of Claims do not hold
+// exactly, nil when that is nothing.
+func extraClaims(m map[string]any, jti string, nbf int64) map[string]any {
+	var extra map[string]any
+	keep := func(name string) {
+		if extra == nil {
+			extra = make(map[string]any, 1)
+		}
+		extra[name] = m[name]
+	}
+	for name := range m {
+		if !slices.Contains(logtoClaims[:], name) {
+			keep(name)
+		}
+	}
+	if _, ok := m["jti"]; ok && jti == "" {
+		keep("jti")
+	}
+	if _, ok := m["nbf"]; ok && nbf == 0 {
+		keep("nbf")
+	}
+	for _, name := range []string{"iat", "exp", "nbf"} {
+		// A time spelled 1.7e9, 1.5 or -0 reads as whole seconds that print differently.
+		if n, ok := m[name].(json.Number); ok && !isPlainInt(string(n)) {
+			keep(name)
+		}
+	}
+	return extra
+}
+
+// logtoClaims are the claims Claims holds in typed fields.
+var logtoClaims = [...]string{"jti", "sub", "iat", "exp", "nbf", "scope", "client_id", "iss", "aud", "organization_id"}
+
+// isPlainInt reports whether s is a non-negative decimal integer as strconv.FormatInt prints it.
+func isPlainInt(s string) bool {
+	if s == "" || len(s) > 1 && s[0] == '0' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// expiry is when a token that expires at exp stops being accepted: exp plus the clock skew.
+func (v *Verifier) expiry(exp int64) time.Time { return time.Unix(exp, 0).Add(v.cfg.ClockSkew) }
 
 // classify maps the audience to a token kind (DESIGN "Token kinds") and returns the org context.
 func (v *Verifier) classify(aud string, hasOrgID bool, orgID string) (Kind, string, error) {
@@ -323,4 +379,65 @@ func cacheKey(raw string) [sha256.Size]byte {
 	// The digest only reads the bytes; viewing the string without a copy keeps the hit path free
 	// of allocations.
 	return sha256.Sum256(unsafe.Slice(unsafe.StringData(raw), len(raw)))
+}
+
+// interner shares equal strings between cached verifications: the issuer, the audience, the
+// application, the organization and the scope set recur across many tokens. It is bounded by a
+// byte budget; once that is spent new values are returned as given.
+type interner struct {
+	mu     sync.Mutex
+	spent  int
+	strs   map[string]string
+	scopes map[string]scopeSet
+}
+
+// scopeSet is a scope claim and its split, whose elements share the claim's bytes.
+type scopeSet struct {
+	claim string
+	split []string
+}
+
+const (
+	internBudget   = 1 << 20 // bytes, counting internOverhead per value
+	internOverhead = 64      // a map slot and the value's headers, roughly
+)
+
+func (in *interner) string(s string) string {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if t, ok := in.strs[s]; ok {
+		return t
+	}
+	if in.spend(len(s)) {
+		if in.strs == nil {
+			in.strs = make(map[string]string)
+		}
+		in.strs[s] = s
+	}
+	return s
+}
+
+// scope returns the shared copy of a scope claim and its split (splitScopes).
+func (in *interner) scope(claim string) (string, []string) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if set, ok := in.scopes[claim]; ok {
+		return set.claim, set.split
+	}
+	split := splitScopes(claim)
+	if in.spend(len(claim) + len(split)*16) {
+		if in.scopes == nil {
+			in.scopes = make(map[string]scopeSet)
+		}
+		in.scopes[claim] = scopeSet{claim, split}
+	}
+	return claim, split
+}
+
+func (in *interner) spend(n int) bool {
+	if in.spent+n+internOverhead > internBudget {
+		return false
+	}
+	in.spent += n + internOverhead
+	return true
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -34,6 +35,13 @@ func (tc verifyTest) run(t *testing.T, v *Verifier) {
 	}
 	if c.Kind != tc.wantKind || c.OrganizationID != tc.wantOrg {
 		t.Errorf("Verify(%s) kind, org = %q, %q, want %q, %q", tc.name, c.Kind, c.OrganizationID, tc.wantKind, tc.wantOrg)
+	}
+	payload, err := decodePart(strings.Split(tc.token, ".")[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want, err := decodeObject(payload); err != nil || !reflect.DeepEqual(c.Map(), want) {
+		t.Errorf("Verify(%s) Map() =\n%v\nwant the payload\n%v (%v)", tc.name, c.Map(), want, err)
 	}
 }
 
