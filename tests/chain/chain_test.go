@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -95,6 +96,9 @@ func TestProcessExitBeforeReady(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("waitReady() = %q, want it to contain %q", err, want)
 		}
+	}
+	if !errors.Is(err, ErrAddrInUse) {
+		t.Errorf("waitReady() = %q, want it to wrap ErrAddrInUse", err)
 	}
 }
 

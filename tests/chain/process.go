@@ -3,6 +3,7 @@ package chain
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -72,9 +73,18 @@ func (p *process) stop() error {
 	}
 }
 
+// ErrAddrInUse marks a part that exited because its address was taken, typically by another
+// program between FreeAddrs and the bind: starting again on other ports may succeed.
+var ErrAddrInUse = errors.New("chain: address in use")
+
 // exitError describes an exit that nobody asked for.
 func (p *process) exitError() error {
-	return fmt.Errorf("chain: %s exited: %v\n%s", p.name, p.err, p.out.tail())
+	tail := p.out.tail()
+	err := fmt.Errorf("chain: %s exited: %v\n%s", p.name, p.err, tail)
+	if strings.Contains(tail, "address already in use") {
+		err = fmt.Errorf("%w: %w", ErrAddrInUse, err)
+	}
+	return err
 }
 
 // waitReady polls url until it answers 200, the child exits, or ctx ends.

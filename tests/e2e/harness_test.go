@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,8 +34,7 @@ type harness struct {
 	logto  *tap // what mgmtproxy sends to Logto
 	tokens *chain.Tokens
 
-	mu      sync.Mutex
-	secrets []string // tokens that must never appear in an answer
+	secrets []string // user tokens that must never appear in an answer
 }
 
 // door is how a request enters the chain: a front proxy, or the Envoy-faithful client.
@@ -41,6 +43,21 @@ type door func(*http.Request) (*http.Response, error)
 // newHarness starts a chain on free ports with the given front proxy (chain.NoFront: the
 // caller sets h.door) and stops it when the test ends.
 func newHarness(t *testing.T, front chain.Front, frontBin string) *harness {
+	t.Helper()
+	// On a busy machine another program may take a port between FreeAddrs and the bind.
+	for attempt := 1; ; attempt++ {
+		h, err := startHarness(t, front, frontBin)
+		if err == nil {
+			return h
+		}
+		if !errors.Is(err, chain.ErrAddrInUse) || attempt == 3 {
+			t.Fatal(err)
+		}
+		t.Logf("attempt %d: %v; again on other ports", attempt, err)
+	}
+}
+
+func startHarness(t *testing.T, front chain.Front, frontBin string) (*harness, error) {
 	t.Helper()
 	addrs, err := chain.FreeAddrs()
 	if err != nil {
@@ -79,7 +96,7 @@ func newHarness(t *testing.T, front chain.Front, frontBin string) *harness {
 		Log:           log,
 	})
 	if err != nil {
-		t.Fatalf("start chain (log %s): %v", logPath, err)
+		return nil, fmt.Errorf("start chain (log %s): %w", logPath, err)
 	}
 	t.Cleanup(func() {
 		if err := c.Close(); err != nil {
@@ -90,14 +107,10 @@ func newHarness(t *testing.T, front chain.Front, frontBin string) *harness {
 	h.tokens = &chain.Tokens{Endpoint: c.LogtoURL(), Seed: c.Seed}
 	client := &http.Client{Timeout: 30 * time.Second}
 	h.door = func(r *http.Request) (*http.Response, error) {
-		u, err := url.Parse(c.FrontURL())
-		if err != nil {
-			return nil, err
-		}
-		r.URL.Scheme, r.URL.Host, r.Host = u.Scheme, u.Host, u.Host
+		r.URL.Scheme, r.URL.Host, r.Host = "http", c.Addrs.Front, c.Addrs.Front
 		return client.Do(r)
 	}
-	return h
+	return h, nil
 }
 
 // token gets a real token from the emulator and remembers it as a secret.
@@ -109,9 +122,7 @@ func (h *harness) token(t *testing.T, req chain.TokenRequest) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.mu.Lock()
 	h.secrets = append(h.secrets, tok)
-	h.mu.Unlock()
 	return tok
 }
 
@@ -145,10 +156,6 @@ type answer struct {
 	status int
 	header http.Header
 	body   []byte
-}
-
-func (a answer) String() string {
-	return http.StatusText(a.status) + " " + string(a.body)
 }
 
 // decodeJSON decodes the body into v or fails the test.
@@ -198,9 +205,7 @@ func (h *harness) send(t *testing.T, do door, req *http.Request) answer {
 // answer's headers or body, whole or as its signature.
 func (h *harness) checkNoSecrets(t *testing.T, what string, a answer) {
 	t.Helper()
-	h.mu.Lock()
-	secrets := append(h.secrets[:len(h.secrets):len(h.secrets)], h.logto.bearers()...)
-	h.mu.Unlock()
+	secrets := append(slices.Clip(h.secrets), h.logto.bearers()...)
 	var all bytes.Buffer
 	a.header.Write(&all)
 	all.Write(a.body)

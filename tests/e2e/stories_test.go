@@ -96,7 +96,7 @@ func wantStatus(t *testing.T, what string, got answer, want int) {
 }
 
 // wantDenial checks a deny answer from the sidecar: status, the WWW-Authenticate challenge
-// and, where the front proxy passes it on, the JSON body's code.
+// and, where the front proxy passes them on, the 403 challenge and the JSON body's code.
 func wantDenial(t *testing.T, what string, got answer, status int, tr traits) {
 	t.Helper()
 	wantStatus(t, what, got, status)
@@ -107,9 +107,11 @@ func wantDenial(t *testing.T, what string, got answer, status int, tr traits) {
 	if !tr.jsonDenials {
 		return
 	}
+	if want := `Bearer error="insufficient_scope"`; status == http.StatusForbidden && !strings.HasPrefix(challenge, want) {
+		t.Errorf("%s: WWW-Authenticate = %q, want %q…", what, challenge, want)
+	}
 	var body struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
+		Code string `json:"code"`
 	}
 	got.decodeJSON(t, &body)
 	if body.Code == "" {
