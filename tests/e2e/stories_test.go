@@ -35,7 +35,7 @@ func TestEnvoyClient(t *testing.T) {
 		r.URL.Scheme, r.URL.Host = "http", h.app.addr() // where Envoy's route sends it
 		return c.Do(r, upstream)
 	}
-	runStories(t, h, traits{jsonDenials: true, dropsUnknownIdentityHeaders: true})
+	runStories(t, h, traits{jsonDenials: true, dropsUnknownIdentityHeaders: true, sendsBody: true})
 }
 
 func TestCaddy(t *testing.T) {
@@ -52,13 +52,14 @@ func TestNginx(t *testing.T) {
 
 func TestEnvoy(t *testing.T) {
 	h := newHarness(t, chain.FrontEnvoy, needOnPath(t, "envoy"))
-	runStories(t, h, traits{jsonDenials: true, dropsUnknownIdentityHeaders: true})
+	runStories(t, h, traits{jsonDenials: true, dropsUnknownIdentityHeaders: true, sendsBody: true})
 }
 
 // traits are how front proxies legitimately differ.
 type traits struct {
 	jsonDenials                 bool // a 401/403 carries the sidecar's JSON body
 	dropsUnknownIdentityHeaders bool // client-sent x-orgauthz-* headers of any name are removed
+	sendsBody                   bool // the sidecar sees the request body (Envoy's with_request_body)
 }
 
 func runStories(t *testing.T, h *harness, tr traits) {
@@ -71,6 +72,7 @@ func runStories(t *testing.T, h *harness, tr traits) {
 		{"MissingPermissionIs403", storyMissingPermission},
 		{"MemberAdd", storyAddMember},
 		{"OrganizationAPIToken", storyOrganizationAPIToken},
+		{"RoleAssignmentChecksTheBody", storyRoleAssignment},
 		{"CreateOrganizationMakesCreatorAdmin", storyCreateOrganization},
 		{"AdminBulkCreate", storyBulkCreate},
 		{"ClientIdentityHeadersDoNotSurvive", storyForgedHeaders},
@@ -219,6 +221,34 @@ func storyOrganizationAPIToken(t *testing.T, h *harness, tr traits) {
 		wantDenial(t, "alice's API token without member:add: POST "+path,
 			h.call(t, "POST", path, tok, map[string]any{"userIds": []string{h.user("carol")}}), http.StatusForbidden, tr)
 	})
+}
+
+// storyRoleAssignment: member:role may grant only assignable roles, named in the body, so the
+// sidecar must see the body. Proxies that do not send it (forward_auth, auth_request) fail
+// closed: every such request is refused.
+func storyRoleAssignment(t *testing.T, h *harness, tr traits) {
+	tok := h.aliceOrg(t)
+	roles := "/api/organizations/" + h.acme() + "/users/" + h.user("carol") + "/roles"
+	assign := func(role string) answer {
+		return h.call(t, "POST", roles, tok, map[string]any{"organizationRoleNames": []string{role}})
+	}
+	noManagementCalls(t, h, func() {
+		wantDenial(t, "alice: POST "+roles+" admin", assign("admin"), http.StatusForbidden, tr)
+		self := "/api/organizations/" + h.acme() + "/users/" + h.user("alice") + "/roles"
+		got := h.call(t, "POST", self, tok, map[string]any{"organizationRoleNames": []string{"member"}})
+		wantDenial(t, "alice: POST "+self+" (herself)", got, http.StatusForbidden, tr)
+	})
+	if !tr.sendsBody {
+		noManagementCalls(t, h, func() {
+			wantDenial(t, "alice: POST "+roles+" member, body unseen", assign("member"), http.StatusForbidden, tr)
+		})
+		return
+	}
+	// carol joined acme in MemberAdd.
+	got := assign("member")
+	if got.status != http.StatusCreated && got.status != http.StatusOK {
+		t.Fatalf("alice: POST %s member = %d, want 201 (answer %q)", roles, got.status, got.body)
+	}
 }
 
 func storyCreateOrganization(t *testing.T, h *harness, tr traits) {
