@@ -112,8 +112,6 @@ type Config struct {
 type Chain struct {
 	Addrs Addrs
 	Seed  Seed
-	// DecisionPublicKey is the PEM file mgmtproxy verifies decisions with.
-	DecisionPublicKey string
 
 	procs []*process // in start order
 }
@@ -176,7 +174,6 @@ func Start(ctx context.Context, cfg Config) (_ *Chain, err error) {
 	if err := run(ctx, bin("sidecar"), "keygen", "--private", priv, "--public", pub); err != nil {
 		return nil, err
 	}
-	c.DecisionPublicKey = pub
 	sidecar, err := start("sidecar", nil, bin("sidecar"),
 		"--issuer", c.Issuer(),
 		"--api-resource", APIResource,
@@ -232,10 +229,10 @@ func startFront(cfg Config, start starter) (*process, error) {
 	upstream := cmp.Or(cfg.AppUpstream, cfg.Addrs.Mgmtproxy)
 	switch cfg.Front {
 	case FrontCaddy:
-		host, port, _ := net.SplitHostPort(cfg.Addrs.Front)
+		host, _, _ := net.SplitHostPort(cfg.Addrs.Front)
 		env := []string{
 			"ORGAUTHZ_FRONT_HOST=" + host,
-			"ORGAUTHZ_FRONT_PORT=" + port,
+			"ORGAUTHZ_FRONT_PORT=" + port(cfg.Addrs.Front),
 			"ORGAUTHZ_HTTP_ADDR=" + cfg.Addrs.HTTP,
 			"ORGAUTHZ_LISTEN_ADDR=" + upstream,
 			// Caddy keeps state under these; keep it out of the user's home.
