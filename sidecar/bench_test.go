@@ -25,7 +25,7 @@ func benchClaims() *token.Claims {
 		IssuedAt: 1795505128, ExpiresAt: 1795508728}
 }
 
-func benchRequest(b *testing.B) *request {
+func benchRequest(b testing.TB) *request {
 	raw := &rawRequest{
 		method: "POST", target: "/api/organizations/o1/users?page=1", host: "app.example.com", source: "10.0.0.7",
 		headers: map[string]string{"content-type": "application/json", "authorization": "Bearer a.b.c", "x-request-id": "r1",
