@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -68,6 +70,7 @@ func runStories(t *testing.T, h *harness, tr traits) {
 		run  func(*testing.T, *harness, traits)
 	}{
 		{"NoTokenIs401", storyNoToken},
+		{"TamperedTokenIs401", storyTamperedToken},
 		{"WrongOrganizationIs403", storyWrongOrganization},
 		{"MissingPermissionIs403", storyMissingPermission},
 		{"MemberAdd", storyAddMember},
@@ -140,6 +143,39 @@ func storyNoToken(t *testing.T, h *harness, tr traits) {
 		tok := h.aliceOrg(t)
 		got = h.call(t, "GET", path+"?access_token="+tok, "", nil, "Cookie", "token="+tok)
 		wantDenial(t, "GET "+path+" with the token in the query and a cookie", got, http.StatusUnauthorized, tr)
+	})
+}
+
+// storyTamperedToken: bob grants himself member:add by editing his token, in a few ways.
+func storyTamperedToken(t *testing.T, h *harness, tr traits) {
+	tok := h.bobOrg(t)
+	parts := strings.Split(tok, ".")
+	claims, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c map[string]any
+	if err := json.Unmarshal(claims, &c); err != nil {
+		t.Fatal(err)
+	}
+	c["scope"] = "org:read member:read member:add"
+	forged, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := base64.RawURLEncoding.EncodeToString(forged)
+	none := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"at+jwt"}`))
+	path := "/api/organizations/" + h.acme() + "/users"
+	noManagementCalls(t, h, func() {
+		for _, c := range []struct{ name, token string }{
+			{"payload edited", parts[0] + "." + payload + "." + parts[2]},
+			{"alg none", none + "." + payload + "."},
+			{"signature stripped", parts[0] + "." + parts[1] + "."},
+			{"trailing garbage", tok + "x"},
+		} {
+			got := h.call(t, "POST", path, c.token, map[string]any{"userIds": []string{h.user("carol")}})
+			wantDenial(t, "bob's token, "+c.name+": POST "+path, got, http.StatusUnauthorized, tr)
+		}
 	})
 }
 
