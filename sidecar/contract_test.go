@@ -17,6 +17,7 @@ type policyTest struct {
 	wantStatus int
 	wantReason string
 	check      func(t *testing.T, a answer)
+	wantLog    string // a substring of the log
 }
 
 // TestPolicyContract: how the sidecar treats what a policy answers — its headers, odd statuses,
@@ -45,6 +46,7 @@ func TestPolicyContract(t *testing.T) {
 					t.Errorf("%s = %q, want u1 (the policy must not override it)", headerSubject, a.headers[headerSubject])
 				}
 			},
+			wantLog: `"policy_headers_dropped":[`,
 		},
 		{name: "status 500 becomes 403", rego: `decision := {"allow": false, "status": 500, "reason": "odd"}`, wantStatus: 403, wantReason: "odd"},
 		{name: "status 302 becomes 403", rego: `decision := {"allow": false, "status": 302, "reason": "odd"}`, wantStatus: 403},
@@ -79,6 +81,9 @@ func TestPolicyContract(t *testing.T) {
 			}
 			if tc.check != nil {
 				tc.check(t, a)
+			}
+			if tc.wantLog != "" && !strings.Contains(h.logs.String(), tc.wantLog) {
+				t.Errorf("log lacks %s", tc.wantLog)
 			}
 			if tc.wantStatus == 503 && !strings.Contains(h.logs.String(), `"level":"ERROR"`) {
 				t.Errorf("a 503 was not logged as an error")

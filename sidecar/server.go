@@ -12,6 +12,7 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"golang.org/x/net/http/httpguts"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -261,6 +262,10 @@ func (s *Server) decide(ctx context.Context, raw *rawRequest) (*request, *verdic
 		case err != nil:
 			return unavailable(reasonTokenError, err)
 		}
+		if !httpguts.ValidHeaderFieldValue(c.Subject) {
+			// A subject the identity header cannot carry; Logto's never look like this.
+			return req, &verdict{status: http.StatusUnauthorized, reason: token.ReasonClaims}
+		}
 		claims = c
 	}
 	input, err := buildInput(req, claims)
@@ -336,7 +341,7 @@ func (s *Server) record(id string, req *request, v *verdict, start time.Time) {
 	}
 	attrs = append(attrs, slog.Duration("latency", latency))
 	if len(v.dropped) > 0 {
-		attrs = append(attrs, slog.Int("policy_headers_dropped", len(v.dropped)))
+		attrs = append(attrs, slog.Any("policy_headers_dropped", v.dropped))
 	}
 	level := slog.LevelInfo
 	if v.err != nil {

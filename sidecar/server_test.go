@@ -280,6 +280,7 @@ func TestTokenCarrying(t *testing.T) {
 		{name: "opaque", method: "GET", target: o1, auth: "Bearer 7dc6a5f1e0", wantStatus: 401},
 		{name: "over 8 KiB", method: "GET", target: o1, auth: "Bearer " + strings.Repeat("a", 8<<10) + ".b.c", wantStatus: 401, wantReason: "token_too_large"},
 		{name: "bad signature", method: "GET", target: o1, auth: "Bearer eyJhbGciOiJFUzM4NCIsInR5cCI6ImF0K2p3dCIsImtpZCI6IngifQ.e30.AAAA", wantStatus: 401},
+		{name: "subject no header can carry", method: "GET", target: o1, token: &tokenSpec{kind: "organization", org: "o1", sub: "u1\r\nx-orgauthz-subject: admin", scopes: "org:read"}, wantStatus: 401, wantReason: "invalid_claims"},
 		{name: "query token ignored", method: "GET", target: o1 + "?access_token=x.y.z", wantStatus: 401, wantReason: "missing_token"},
 		{name: "cookie token ignored", method: "GET", target: o1, headers: map[string]string{"Cookie": "access_token=x.y.z"}, wantStatus: 401, wantReason: "missing_token"},
 	}
