@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -390,5 +391,44 @@ func TestForgedOrganizationHeaderRemoved(t *testing.T) {
 	}
 	if got := r.Header.Get("X-Orgauthz-Token-Kind"); got != "global_api" {
 		t.Errorf("forwarded x-orgauthz-token-kind = %q, want global_api", got)
+	}
+}
+
+// TestConcurrentChecks: answers stay right under concurrent use (run with -race).
+func TestConcurrentChecks(t *testing.T) {
+	h := newHarness(t, true)
+	allowTok := h.mint(*org("o1", "org:read"))
+	denyTok := h.mint(*org("o2", "org:read"))
+	const workers, each = 8, 25
+	errs := make(chan error, workers)
+	for w := range workers {
+		go func() {
+			for i := range each {
+				tok, want := allowTok, 200
+				if (w+i)%2 == 1 {
+					tok, want = denyTok, 403
+				}
+				in, err := envoyclient.NewCheckRequest(envoyRequest("GET", "/api/organizations/o1", map[string]string{"Authorization": "Bearer " + tok}, ""), envoyclient.Options{})
+				if err != nil {
+					errs <- err
+					return
+				}
+				resp, err := h.auth.Check(t.Context(), in)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if got := readAnswer(resp).status; got != want {
+					errs <- fmt.Errorf("worker %d request %d: status %d, want %d", w, i, got, want)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
 	}
 }
