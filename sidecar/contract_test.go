@@ -6,8 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/open-policy-agent/opa/v1/ast"
+	"google.golang.org/protobuf/encoding/protojson"
 )
 
 // policyTest runs one request against a one-file policy.
@@ -138,4 +143,33 @@ func jsonEqual(t *testing.T, a, b string) bool {
 		t.Fatalf("%q: %v", b, err)
 	}
 	return reflect.DeepEqual(x, y)
+}
+
+// TestRealEnvoyCheckRequest reads the CheckRequest a real Envoy sent (shared/envoy) the way the
+// sidecar does: its HS256 token is refused without asking the policy.
+func TestRealEnvoyCheckRequest(t *testing.T) {
+	b, err := os.ReadFile("../../shared/envoy/checkrequest-example.json")
+	if err != nil {
+		t.Skipf("capture not available: %v", err)
+	}
+	var in authv3.CheckRequest
+	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(b, &in); err != nil {
+		t.Fatalf("decode capture: %v", err)
+	}
+	req, rej := parseRequest(fromCheckRequest(&in), 16<<10)
+	if rej != nil {
+		t.Fatalf("parseRequest(capture) refused: %+v", rej)
+	}
+	if req.method != "POST" || req.path != "/people" || !slices.Equal(req.segments, []string{"people"}) ||
+		!slices.Equal(req.query["lang"], []string{"en"}) || req.host != "192.168.99.206:30164" || req.id != "7bca5c86-bf55-432c-b212-8c0f1dc999ec" {
+		t.Errorf("parseRequest(capture) = %s %s %q %v host %s id %s", req.method, req.path, req.segments, req.query, req.host, req.id)
+	}
+	if want := ast.MustParseTerm(`{"firstname": "Charlie", "lastname": "Opa"}`).Value; req.body == nil || req.body.Compare(want) != 0 {
+		t.Errorf("body = %v, want %v", req.body, want)
+	}
+	if _, ok := req.inputHeaders["authorization"]; ok {
+		t.Error("input headers carry authorization")
+	}
+	h := newHarness(t, true)
+	checkDenyShape(t, readAnswer(h.checkRaw(t, &in)), 401, "unsupported_algorithm")
 }
