@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // clock is a settable Config.Now.
@@ -343,4 +344,34 @@ func heapInUse() int64 {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return int64(m.HeapAlloc)
+}
+
+// TestInternerBound checks that equal values are shared and that a flood of distinct ones, as
+// signed tokens of many organizations would bring, is retained only up to the byte budget.
+func TestInternerBound(t *testing.T) {
+	var in interner
+	a := in.str(strings.Clone("app1"))
+	if b := in.str(strings.Clone("app1")); unsafe.StringData(a) != unsafe.StringData(b) {
+		t.Errorf("str(app1) twice gave two copies")
+	}
+	s1, l1 := in.scope(strings.Clone("read:a write:a"))
+	s2, l2 := in.scope(strings.Clone("read:a write:a"))
+	if unsafe.StringData(s1) != unsafe.StringData(s2) || &l1[0] != &l2[0] || !slices.Equal(l2, []string{"read:a", "write:a"}) {
+		t.Errorf("scope twice = %q %q, %q %q, want one shared copy", s1, l1, s2, l2)
+	}
+	long := strings.Repeat("x", 4000)
+	for i := range 2 * internBudget / 4000 {
+		in.str(fmt.Sprintf("%d%s", i, long))
+		in.scope(fmt.Sprintf("%d %s", i, long))
+	}
+	for i := range internBudget / internOverhead { // and small ones into what is left
+		in.str(fmt.Sprint(i))
+	}
+	if in.spent > internBudget {
+		t.Errorf("interner spent %d bytes, over its budget %d", in.spent, internBudget)
+	}
+	late := strings.Clone("app2")
+	if got := in.str(late); unsafe.StringData(got) != unsafe.StringData(late) || in.strs["app2"] != "" {
+		t.Errorf("str on a full interner did not return its argument unretained")
+	}
 }

@@ -69,7 +69,7 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 	v := &Verifier{cfg: cfg, issuers: make(map[string]*issuer, len(cfg.Issuers))}
 	for _, s := range append([]string{cfg.APIResource, cfg.AdminResource}, cfg.Issuers...) {
 		if s != "" {
-			v.intern.string(s)
+			v.intern.str(s)
 		}
 	}
 	if cfg.CacheSize > 0 {
@@ -256,15 +256,15 @@ func (v *Verifier) claims(c *Claims, m map[string]any) error {
 	}
 
 	// Share what recurs across tokens; an Organization token's org id is a part of its audience.
-	iss, clientID = v.intern.string(iss), v.intern.string(clientID)
+	iss, clientID = v.intern.str(iss), v.intern.str(clientID)
 	if sub == clientID {
 		sub = clientID
 	}
 	if kind == Organization {
-		aud = v.intern.string(aud)
+		aud = v.intern.str(aud)
 		ctxOrg = aud[len(orgAudiencePrefix):]
 	} else {
-		aud, ctxOrg = v.intern.string(aud), v.intern.string(ctxOrg)
+		aud, ctxOrg = v.intern.str(aud), v.intern.str(ctxOrg)
 	}
 	_, hasScope := m["scope"]
 	scope, scopes := v.intern.scope(scope)
@@ -402,7 +402,8 @@ const (
 	internOverhead = 64      // a map slot and the value's headers, roughly
 )
 
-func (in *interner) string(s string) string {
+// str returns the shared copy of s.
+func (in *interner) str(s string) string {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if t, ok := in.strs[s]; ok {
