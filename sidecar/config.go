@@ -6,6 +6,7 @@
 package sidecar
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/orgauthz/orgauthz/sidecar/decision"
+	"github.com/orgauthz/orgauthz/sidecar/internal/policy"
 )
 
 // Limits of the settings Validate accepts.
@@ -169,6 +171,22 @@ func (c *Config) Validate() error {
 	}
 	if c.JWKSRefresh < MinJWKSRefresh {
 		bad("--jwks-refresh %s is shorter than %s", c.JWKSRefresh, MinJWKSRefresh)
+	}
+	return errors.Join(errs...)
+}
+
+// Check is what --check does: Validate, then load the decision key and compile the policy
+// directory as New would. It reports every problem at once.
+func (c *Config) Check(ctx context.Context) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	var errs []error
+	if _, err := decision.LoadSigner(c.DecisionKey, c.DecisionTTL); err != nil {
+		errs = append(errs, fmt.Errorf("sidecar: decision key: %w", err))
+	}
+	if err := policy.Check(ctx, c.Policies); err != nil {
+		errs = append(errs, fmt.Errorf("sidecar: policies %s: %w", c.Policies, err))
 	}
 	return errors.Join(errs...)
 }

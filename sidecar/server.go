@@ -136,9 +136,6 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Server, error) 
 	return s, nil
 }
 
-// CheckPolicies reads and compiles the policy directory as the Server would, for --check and CI.
-func CheckPolicies(ctx context.Context, dir string) error { return policy.Check(ctx, dir) }
-
 // Ready reports whether the Server can decide: keys loaded for every issuer and a policy loaded.
 func (s *Server) Ready() bool { return s.tokens.Ready() && s.policy.Ready() }
 

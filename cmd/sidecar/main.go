@@ -81,7 +81,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return configError{err}
 	}
 	if res.Check {
-		if err := sidecar.CheckPolicies(ctx, cfg.Policies); err != nil {
+		if err := cfg.Check(ctx); err != nil {
 			return fmt.Errorf("sidecar: --check: %w", err)
 		}
 		fmt.Fprintln(stdout, "config ok")

@@ -68,6 +68,7 @@ func TestRunConfig(t *testing.T) {
 		{name: "check ok", args: []string{"--check", "--issuer", "http://127.0.0.1:3001/oidc", "--decision-key", key, "--policies", "../../policies"}, wantOut: "config ok"},
 		{name: "check ok from env", args: []string{"--check"}, env: map[string]string{"ORGAUTHZ_ISSUER": "http://127.0.0.1:3001/oidc", "ORGAUTHZ_DECISION_KEY": key, "ORGAUTHZ_POLICIES": "../../policies"}, wantOut: "config ok"},
 		{name: "check broken policy", args: []string{"--check", "--issuer", "http://127.0.0.1:3001/oidc", "--decision-key", key, "--policies", broken}, wantErr: []string{"policy"}},
+		{name: "check bad key", args: []string{"--check", "--issuer", "http://127.0.0.1:3001/oidc", "--decision-key", "../../go.mod", "--policies", broken}, wantErr: []string{"decision key", "policies"}},
 		{name: "every problem", args: []string{"--decision-ttl", "1m", "--algorithms", "HS256"}, wantConfig: true, wantErr: []string{"--issuer is required", "--decision-key is required", "--decision-ttl", "HS256"}},
 		{name: "unknown flag", args: []string{"--nope"}, wantConfig: true, wantErr: []string{"nope"}},
 		{name: "bad duration", args: []string{"--clock-skew", "soon"}, wantConfig: true, wantErr: []string{"clock-skew"}},
