@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 )
 
 // decisionLines returns the decision log lines by decision id.
@@ -30,14 +32,27 @@ func decisionLines(t *testing.T, logs string) map[string]map[string]any {
 func TestDecisionLog(t *testing.T) {
 	h := newHarness(t, true)
 	tok := h.mint(*orgAPI("o1", "member:add"))
-	allow := readAnswer(h.check(t, envoyRequest("POST", "/api/organizations/o1/users", map[string]string{
-		"Authorization": "Bearer " + tok, "X-Request-Id": "req-allow-1"}, `{"userIds":["u2"]}`)))
-	deny := readAnswer(h.check(t, envoyRequest("DELETE", "/api/organizations/o1", map[string]string{
-		"Authorization": "Bearer " + tok, "X-Request-Id": "req-deny-1"}, "")))
+	allowResp := h.check(t, envoyRequest("POST", "/api/organizations/o1/users", map[string]string{
+		"Authorization": "Bearer " + tok, "X-Request-Id": "req-allow-1"}, `{"userIds":["u2"]}`))
+	denyResp := h.check(t, envoyRequest("DELETE", "/api/organizations/o1", map[string]string{
+		"Authorization": "Bearer " + tok, "X-Request-Id": "req-deny-1"}, ""))
+	allow, deny := readAnswer(allowResp), readAnswer(denyResp)
 	bad := readAnswer(h.check(t, envoyRequest("GET", "/api/organizations/o1/../o2", map[string]string{
 		"Authorization": "Bearer  " + tok, "X-Request-Id": "req-bad-1"}, "")))
 	if allow.status != 200 || deny.status != 403 || bad.status != 400 {
 		t.Fatalf("statuses = %d %d %d, want 200 403 400", allow.status, deny.status, bad.status)
+	}
+	for _, tc := range []struct {
+		resp           *authv3.CheckResponse
+		result, reason string
+	}{{allowResp, "allow", "org_permission"}, {denyResp, "deny", "missing_scope"}} {
+		m := tc.resp.GetDynamicMetadata().AsMap()
+		if m["decision_id"] != readAnswer(tc.resp).headers[headerDecisionID] || m["result"] != tc.result || m["reason"] != tc.reason {
+			t.Errorf("dynamic metadata = %v, want the decision id, %s and %s", m, tc.result, tc.reason)
+		}
+	}
+	if route := allowResp.GetDynamicMetadata().AsMap()["route"]; route != "POST /api/organizations/{orgId}/users" {
+		t.Errorf("dynamic metadata route = %v", route)
 	}
 	// Envoy (and envoyclient) replace a client's x-request-id with their own; that is the id.
 	ids := map[string]string{"allow": allow.headers[headerDecisionID], "deny": deny.headers[headerDecisionID], "bad": bad.headers[headerDecisionID]}

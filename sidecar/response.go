@@ -11,6 +11,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/orgauthz/orgauthz/sidecar/decision"
 	"github.com/orgauthz/orgauthz/sidecar/internal/token"
@@ -146,16 +147,26 @@ func denyBody(v *verdict) string {
 	return string(b)
 }
 
-// checkResponse turns a verdict into Envoy's CheckResponse, status always set.
+// checkResponse turns a verdict into Envoy's CheckResponse, status always set. Its dynamic
+// metadata (decision_id, result, reason, route) lets Envoy's access log name the decision.
 func checkResponse(req *request, id string, v *verdict) *authv3.CheckResponse {
+	meta := &structpb.Struct{Fields: map[string]*structpb.Value{
+		"decision_id": structpb.NewStringValue(id),
+		"result":      structpb.NewStringValue(v.result()),
+		"reason":      structpb.NewStringValue(v.reason),
+	}}
+	if v.route != "" {
+		meta.Fields["route"] = structpb.NewStringValue(v.route)
+	}
 	if v.allowed() {
 		ok := &authv3.OkHttpResponse{HeadersToRemove: headersToRemove(req, id, v)}
 		for _, h := range allowHeaders(id, v) {
 			ok.Headers = append(ok.Headers, headerOption(h))
 		}
 		return &authv3.CheckResponse{
-			Status:       &rpcstatus.Status{Code: int32(codes.OK)},
-			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: ok},
+			Status:          &rpcstatus.Status{Code: int32(codes.OK)},
+			HttpResponse:    &authv3.CheckResponse_OkResponse{OkResponse: ok},
+			DynamicMetadata: meta,
 		}
 	}
 	code := codes.PermissionDenied
@@ -175,8 +186,9 @@ func checkResponse(req *request, id string, v *verdict) *authv3.CheckResponse {
 		denied.Headers = append(denied.Headers, headerOption(h))
 	}
 	return &authv3.CheckResponse{
-		Status:       &rpcstatus.Status{Code: int32(code)},
-		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: denied},
+		Status:          &rpcstatus.Status{Code: int32(code)},
+		HttpResponse:    &authv3.CheckResponse_DeniedResponse{DeniedResponse: denied},
+		DynamicMetadata: meta,
 	}
 }
 
