@@ -82,6 +82,8 @@ func TestHTTPCheckEndpoints(t *testing.T) {
 		{name: "envoy double slash", method: "GET", target: "/envoy//api/organizations/o1", withToken: true, wantStatus: 400},
 		{name: "envoy method override", method: "POST", target: "/envoy/api/organizations/o1", headers: map[string]string{"X-HTTP-Method-Override": "GET"}, withToken: true, wantStatus: 400},
 		{name: "envoy bare prefix", method: "GET", target: "/envoy", withToken: true, wantStatus: 403, wantReason: "no_route"},
+		{name: "envoy non-UTF-8 token", method: "GET", target: "/envoy/api/organizations/o1", headers: map[string]string{"Authorization": "Bearer a\xffb.c.d"}, wantStatus: 401, wantReason: "malformed_token"},
+		{name: "forward-auth non-UTF-8 uri", method: "GET", target: "/forward-auth", headers: fwd("GET", "/api/organizations/\xff"), withToken: true, wantStatus: 400, wantReason: "invalid_path"},
 		{name: "forward-auth allow", method: "GET", target: "/forward-auth", headers: fwd("GET", "/api/organizations/o1?x=1"), withToken: true, wantStatus: 200, wantMethod: "GET", wantPath: "/api/organizations/o1"},
 		{name: "forward-auth original headers", method: "GET", target: "/forward-auth", headers: map[string]string{"X-Original-Method": "GET", "X-Original-URI": "/api/organizations/o1/users"}, withToken: true, wantStatus: 200, wantMethod: "GET", wantPath: "/api/organizations/o1/users"},
 		{name: "forward-auth POST subrequest", method: "POST", target: "/forward-auth", headers: fwd("GET", "/api/organizations/o1"), withToken: true, wantStatus: 200, wantMethod: "GET", wantPath: "/api/organizations/o1"},
