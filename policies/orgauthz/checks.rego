@@ -12,26 +12,28 @@ package orgauthz
 # carried none; anything but an object counts as none.
 _has_token if is_object(input.token)
 
-_org_kinds := {"organization", "organization_api"}
-
 # _column is the part of the matched row that applies to the token's kind:
 # "admin" for the admin kind, "org_token" for both organization kinds,
 # "global_api_user" for global_api. Undefined when the row has none.
-_column := _route.admin if input.token.kind == "admin"
+_column := _route[_column_names[input.token.kind]]
 
-_column := _route.org_token if input.token.kind in _org_kinds
-
-_column := _route.global_api_user if input.token.kind == "global_api"
+_column_names := {
+	"admin": "admin",
+	"organization": "org_token",
+	"organization_api": "org_token",
+	"global_api": "global_api_user",
+}
 
 _has_column if is_object(_column)
+
+_is_org_kind if _column_names[input.token.kind] == "org_token"
 
 # _permission_reason is the allow reason when a scope of _column granted it.
 _permission_reason := {
 	"admin": "admin_permission",
-	"organization": "org_permission",
-	"organization_api": "org_permission",
-	"global_api": "global_permission",
-}[input.token.kind]
+	"org_token": "org_permission",
+	"global_api_user": "global_permission",
+}[_column_names[input.token.kind]]
 
 # _has_scope is exact, case-sensitive membership in the token's scopes,
 # which the sidecar split on U+0020 only. Never a substring test.
@@ -55,16 +57,17 @@ _is_user if input.token.is_app == false
 
 # _targets_self: the route's {userId} is the caller. {userId} only matches a
 # non-empty [0-9a-z] segment, so a missing or empty subject never targets it.
-_targets_self if _params.userId == input.token.subject
+_targets_self if _user_id == input.token.subject
 
 # _org_matches: an org token's organization must be the route's {orgId};
 # routes without {orgId} (creating an organization) need no org context.
-_org_matches if not _params.orgId
+_org_matches if not _org_id
 
-_org_matches if input.token.organization_id == _params.orgId
+_org_matches if input.token.organization_id == _org_id
 
-# Body checks. The named lists a row may refer to; a name not listed here, or
-# a list that is not an array, allows nothing. (The names are spelt out:
+# Body checks, for a column with "body_keys_within" or "role_names_within".
+# The named lists a row may refer to; a name not listed here, or a list that
+# is not an array, allows nothing. (The names are spelt out:
 # data.orgauthz[name] would include this package's own rules.)
 _lists["updatable_fields"] := data.orgauthz.updatable_fields
 

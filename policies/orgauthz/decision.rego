@@ -13,13 +13,16 @@ package orgauthz
 # scope: document
 default decision := {"allow": false, "status": 403, "reason": "not_allowed"}
 
-decision := _deny(401, "missing_token") if {
+decision := {"allow": false, "status": 401, "reason": "missing_token"} if {
 	not _has_token
-} else := _deny(403, "no_route") if {
+} else := {"allow": false, "status": 403, "reason": "no_route"} if {
 	not _route
 } else := _verdict
 
 # _verdict decides a matched route for a present token, most specific first.
+# It runs on every request: each branch tests a flag of the row or column
+# before anything costlier, and the body checks only run for a column that
+# has them.
 _verdict := _deny(403, "self_role_change") if {
 	_route.not_self == true
 	_targets_self
@@ -30,7 +33,7 @@ _verdict := _deny(403, "self_role_change") if {
 } else := _deny(403, "wrong_token_kind") if {
 	not _has_column
 } else := _deny(403, "wrong_organization") if {
-	input.token.kind in _org_kinds
+	_is_org_kind
 	not _org_matches
 } else := _allow("self") if {
 	_column.self_allowed == true
@@ -43,14 +46,14 @@ _verdict := _deny(403, "self_role_change") if {
 	_has_scope(_column.escalation_scope)
 } else := _missing_scope if {
 	not _has_column_scope
+} else := _allow(_permission_reason) if {
+	not _checks_body
 } else := _body_verdict
 
 # _body_verdict applies the column's body checks once the scope is held.
 _body_verdict := _deny(403, "body_required") if {
-	_checks_body
 	_body == null
 } else := _deny(400, "invalid_body") if {
-	_checks_body
 	not _body_is_object
 } else := _deny(403, "forbidden_body_field") if {
 	some key, _ in _body
@@ -60,9 +63,7 @@ _body_verdict := _deny(403, "body_required") if {
 	not _role_names_listed
 } else := _deny(403, "role_not_assignable") if {
 	_unassignable_role
-} else := _allow(_permission_reason) if {
-	_has_column_scope
-}
+} else := _allow(_permission_reason)
 
 _allow(reason) := {
 	"allow": true,
@@ -73,7 +74,9 @@ _allow(reason) := {
 
 _deny(status, reason) := {"allow": false, "status": status, "reason": reason}
 
-_missing_scope := object.union(
-	_deny(403, "missing_scope"),
-	{"required_scopes": _required_scopes},
-)
+_missing_scope := {
+	"allow": false,
+	"status": 403,
+	"reason": "missing_scope",
+	"required_scopes": _required_scopes,
+}
