@@ -1,9 +1,13 @@
 package sidecar
 
 import (
+	"bytes"
+	"encoding/json"
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 // FuzzParseRequest holds parseRequest's promises for any method, target, Authorization and body:
@@ -46,6 +50,35 @@ func FuzzParseRequest(f *testing.F) {
 		}
 		if auth == "" && req.bearer != "" {
 			t.Fatal("a bearer without an Authorization header")
+		}
+	})
+}
+
+// FuzzParseJSON: what parseJSON accepts is valid JSON and means what encoding/json reads.
+func FuzzParseJSON(f *testing.F) {
+	for _, s := range []string{`{"a":[1,2.5e3,"x",null,true]}`, `{"a":1,"a":2}`, `[[[]]]`, `"\ud800"`, `1 2`, `{"a":{"b":{}}}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		v, err := parseJSON(data)
+		if err != nil {
+			return
+		}
+		if !json.Valid(data) {
+			t.Fatalf("parseJSON accepted invalid JSON %q", data)
+		}
+		var x any
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.UseNumber()
+		if err := dec.Decode(&x); err != nil {
+			t.Fatalf("encoding/json refuses %q: %v", data, err)
+		}
+		want, err := ast.InterfaceToValue(x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.Compare(want) != 0 {
+			t.Fatalf("parseJSON(%q) = %v, encoding/json reads %v", data, v, want)
 		}
 	})
 }
