@@ -56,7 +56,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.DurationVar(&o.duration, "duration", 5*time.Second, "timed length of each run")
+	fs.DurationVar(&o.duration, "duration", 4*time.Second, "timed length of each run")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "untimed load before each run")
 	fs.IntVar(&o.repeats, "repeats", 3, "runs of each scenario and server (median and spread)")
 	fs.IntVar(&o.concurrency, "concurrency", 16, "checks in flight at saturation")

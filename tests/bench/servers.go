@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -17,11 +19,12 @@ func known(name string) bool { return slices.Contains(serverNames, name) }
 
 // server is a running server under test.
 type server struct {
-	name string
-	proc *proc
-	t    *target
-	cold source // the cold checks; a pool for servers that verify tokens, so none is sent twice
-	pool *pool
+	name     string
+	proc     *proc
+	t        *target
+	httpAddr string // orgauthz's health and metrics
+	cold     source // the cold checks; a pool for servers that verify tokens, so none is sent twice
+	pool     *pool
 }
 
 // scenario is a kind of load: warm or cold tokens, at saturation (rate 0) or a fixed rate.
@@ -43,6 +46,7 @@ func (b *bench) scenarios() []scenario {
 
 // sample is what one timed run measured.
 type sample struct {
+	overloaded    bool // a fixed-rate run the server could not keep up with
 	n             int
 	rate          float64
 	cpu           time.Duration // per check
@@ -54,8 +58,9 @@ type serverResults struct {
 	samples map[string]map[string][]sample // scenario, server
 	peakRSS map[string]int64               // server → VmHWM after the scenarios
 	// orgauthz with every cold token cached (or as many as its cache holds)
-	cachedTokens         int
-	cachedRSS, cachedHWM int64
+	cachedTokens             int
+	cachedRSS, cachedHWM     int64
+	cachedHeap, cachedGCGoal int64 // from the sidecar's /metrics; 0 when not there
 }
 
 // variant runs a server from another binary with extra environment (the profiling sidecar).
@@ -106,7 +111,7 @@ func (b *bench) start(ctx context.Context, name string, v variant) (*server, err
 	if err != nil {
 		return nil, err
 	}
-	s := &server{name: name, proc: p, t: t}
+	s := &server{name: name, proc: p, t: t, httpAddr: strings.TrimSuffix(strings.TrimPrefix(readyURL, "http://"), "/readyz")}
 	t.pid = p.pid()
 	if t.conns, err = dial(addr, b.o.conns); err != nil {
 		p.stop()
@@ -185,9 +190,9 @@ func (b *bench) measureServers(ctx context.Context) (*serverResults, error) {
 				if res.samples[sc.name] == nil {
 					res.samples[sc.name] = map[string][]sample{}
 				}
-				res.samples[sc.name][s.name] = append(res.samples[sc.name][s.name], sample{
-					n: o.n, rate: o.rate(), cpu: o.cpuPerCheck(), p50: o.pct(50), p95: o.pct(95), p99: o.pct(99),
-				})
+				smp := o.sample()
+				smp.overloaded = sc.rate > 0 && (o.unsent > 0 || smp.rate < 0.95*sc.rate)
+				res.samples[sc.name][s.name] = append(res.samples[sc.name][s.name], smp)
 			}
 		}
 	}
@@ -237,6 +242,13 @@ func (b *bench) runOnce(ctx context.Context, s *server, sc scenario) (outcome, e
 func (b *bench) fillCache(ctx context.Context, s *server, res *serverResults) error {
 	left := len(b.cold) - s.pool.used()
 	progress("orgauthz: sending the %d cold tokens not sent yet (%d distinct tokens in all)", left, len(b.cold)+len(b.prime))
+	if b.cores >= 0 {
+		// Nothing is timed now: let the sidecar use both cores (Go adjusts GOMAXPROCS to the
+		// new affinity) to get through the signatures sooner.
+		if out, err := exec.CommandContext(ctx, "taskset", "-a", "-p", "-c", fmt.Sprintf("%d,%d", serverCore, loadCore), strconv.Itoa(s.t.pid)).CombinedOutput(); err != nil {
+			progress("warning: widening the sidecar's affinity: %v: %s", err, out)
+		}
+	}
 	o, err := run(ctx, s.t.pid, load{duration: time.Hour, workers: b.o.concurrency}, s.t.checks(s.pool))
 	if err == nil {
 		err = o.problem(s.t, false)
@@ -248,6 +260,13 @@ func (b *bench) fillCache(ctx context.Context, s *server, res *serverResults) er
 	if res.cachedRSS, err = memory(s.t.pid, "VmRSS"); err != nil {
 		return err
 	}
-	res.cachedHWM, err = memory(s.t.pid, "VmHWM")
-	return err
+	if res.cachedHWM, err = memory(s.t.pid, "VmHWM"); err != nil {
+		return err
+	}
+	if m, err := scrape(ctx, "http://"+s.httpAddr+"/metrics"); err != nil {
+		progress("warning: sidecar metrics: %v", err)
+	} else {
+		res.cachedHeap, res.cachedGCGoal = int64(m["go_memstats_heap_inuse_bytes"]), int64(m["go_memstats_next_gc_bytes"])
+	}
+	return nil
 }
