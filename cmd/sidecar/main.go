@@ -70,7 +70,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return keygen(args[1:], stderr)
 	}
 	cfg := sidecar.Default()
-	res, err := confload.Load(&cfg, confload.Options{Name: "sidecar", Args: args, Getenv: getenv, Output: stderr, About: about})
+	res, err := confload.Load(&cfg, confload.Options{Name: "sidecar", Args: args, Getenv: getenv, Output: stderr, About: about,
+		Check: "validate the configuration, load the decision key and compile the policies, then exit"})
 	if errors.Is(err, flag.ErrHelp) {
 		return err
 	}

@@ -40,6 +40,7 @@ type Options struct {
 	Getenv func(string) string // os.Getenv when nil
 	Output io.Writer           // usage and flag errors; os.Stderr when nil
 	About  string              // printed above the flag list by --help
+	Check  string              // what --check does, for --help; "validate the configuration, then exit" when empty
 }
 
 // Result says what Load found beyond the Config itself.
@@ -74,7 +75,11 @@ func Load(cfg any, opt Options) (Result, error) {
 	fs := flag.NewFlagSet(opt.Name, flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.StringVar(&res.ConfigFile, "config", getenv(EnvPrefix+"CONFIG"), "YAML config file; keys are the flag names (env "+EnvPrefix+"CONFIG)")
-	fs.BoolVar(&res.Check, "check", false, "validate the configuration (and compile policies), then exit")
+	checkUsage := opt.Check
+	if checkUsage == "" {
+		checkUsage = "validate the configuration, then exit"
+	}
+	fs.BoolVar(&res.Check, "check", false, checkUsage)
 	given := map[string][]string{}
 	for _, f := range fields {
 		if f.noFlag {
