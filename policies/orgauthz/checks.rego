@@ -5,35 +5,31 @@ package orgauthz
 # a missing field never counts in the caller's favour.
 #
 # Beware: in Rego `not f(x)` is undefined, not true, when x is undefined, so
-# a negation here names a helper rule (`not _has_column`), never a call on a
-# value that may be missing.
+# a negation here names a helper rule (`not _has_token`) or calls a
+# function on a value that is always defined (`not _has_scope_of(column)`).
 
 # _has_token: the sidecar verified a token. It passes null when the request
 # carried none; anything but an object counts as none.
 _has_token if is_object(input.token)
 
-# _column is the part of the matched row that applies to the token's kind:
-# "admin" for the admin kind, "org_token" for both organization kinds,
-# "global_api_user" for global_api. Undefined when the row has none.
-_column := _route[_column_names[input.token.kind]]
+# _kind is how the token's kind reads a row: the column that applies, the
+# allow reason when that column's scope is held, whether an org context
+# applies, and whether only users (not apps) may use the column. {} for any
+# other kind.
+_kind := kind if {
+	kind := {
+		"admin": {"column": "admin", "reason": "admin_permission"},
+		"organization": {"column": "org_token", "reason": "org_permission", "org_token": true},
+		"organization_api": {"column": "org_token", "reason": "org_permission", "org_token": true},
+		"global_api": {"column": "global_api_user", "reason": "global_permission", "user_only": true},
+	}[input.token.kind]
+} else := {}
 
-_column_names := {
-	"admin": "admin",
-	"organization": "org_token",
-	"organization_api": "org_token",
-	"global_api": "global_api_user",
-}
-
-_has_column if is_object(_column)
-
-_is_org_kind if _column_names[input.token.kind] == "org_token"
-
-# _permission_reason is the allow reason when a scope of _column granted it.
-_permission_reason := {
-	"admin": "admin_permission",
-	"org_token": "org_permission",
-	"global_api_user": "global_permission",
-}[_column_names[input.token.kind]]
+# _column is the part of the matched row that applies to the token's kind;
+# null when the row has none.
+_column := column if {
+	column := _route[_kind.column]
+} else := null
 
 # _has_scope is exact, case-sensitive membership in the token's scopes,
 # which the sidecar split on U+0020 only. Never a substring test.
@@ -43,7 +39,8 @@ _has_scope(scope) if {
 	scope in input.token.scopes
 }
 
-_has_column_scope if _has_scope(_column.scope)
+# _has_scope_of: the token holds the column's scope.
+_has_scope_of(column) if _has_scope(column.scope)
 
 # _required_scopes lists the scopes of _column, any one of which would let
 # the caller in (the body checks aside).
@@ -59,15 +56,8 @@ _is_user if input.token.is_app == false
 # non-empty [0-9a-z] segment, so a missing or empty subject never targets it.
 _targets_self if _user_id == input.token.subject
 
-# _org_matches: an org token's organization must be the route's {orgId};
-# routes without {orgId} (creating an organization) need no org context.
-_org_matches if not _org_id
-
-_org_matches if input.token.organization_id == _org_id
-
-# Body checks, for a column with "body_keys_within" or "role_names_within".
-# The named lists a row may refer to; a name not listed here, or a list that
-# is not an array, allows nothing. (The names are spelt out:
+# Body checks. The named lists a row may refer to; a name not listed here, or
+# a list that is not an array, allows nothing. (The names are spelt out:
 # data.orgauthz[name] would include this package's own rules.)
 _lists["updatable_fields"] := data.orgauthz.updatable_fields
 
@@ -76,12 +66,6 @@ _lists["assignable_roles"] := data.orgauthz.assignable_roles
 _list(name) := _lists[name] if is_array(_lists[name])
 
 _body := object.get(input.request, "body", null)
-
-_body_is_object if is_object(_body)
-
-_checks_body if _column.body_keys_within
-
-_checks_body if _column.role_names_within
 
 # _forbidden_key: a top-level body key the column does not allow.
 _forbidden_key(key) if {

@@ -17,44 +17,49 @@ decision := {"allow": false, "status": 401, "reason": "missing_token"} if {
 	not _has_token
 } else := {"allow": false, "status": 403, "reason": "no_route"} if {
 	not _route
-} else := _verdict
+} else := _verdict(_route, _kind, _column)
 
-# _verdict decides a matched route for a present token, most specific first.
-# It runs on every request: each branch tests a flag of the row or column
-# before anything costlier, and the body checks only run for a column that
-# has them.
-_verdict := _deny(403, "self_role_change") if {
-	_route.not_self == true
+# _verdict decides the matched route for a present token, most specific
+# first. It runs on every request, so it is a function of the per-request
+# facts (reading a local value is cheaper than looking a rule up again), and
+# each branch tests a flag of the row or column before anything costlier.
+# kind and column are {} and null when the token's kind or the row's column
+# is missing.
+_verdict(route, kind, column) := _deny(403, "self_role_change") if {
+	route.not_self == true
 	_targets_self
 } else := _allow("self") if {
-	_route.user_self == true
+	route.user_self == true
 	_is_user
 	_targets_self
 } else := _deny(403, "wrong_token_kind") if {
-	not _has_column
+	not is_object(column)
 } else := _deny(403, "wrong_organization") if {
-	_is_org_kind
-	not _org_matches
+	kind.org_token
+	org_id := _org_id
+	not input.token.organization_id == org_id
 } else := _allow("self") if {
-	_column.self_allowed == true
+	column.self_allowed == true
 	_is_user
 	_targets_self
 } else := _deny(403, "app_not_allowed") if {
-	input.token.kind == "global_api"
+	kind.user_only
 	not _is_user
-} else := _allow(_permission_reason) if {
-	_has_scope(_column.escalation_scope)
+} else := _allow(kind.reason) if {
+	_has_scope(column.escalation_scope)
 } else := _missing_scope if {
-	not _has_column_scope
-} else := _allow(_permission_reason) if {
-	not _checks_body
+	not _has_scope_of(column)
+} else := _allow(kind.reason) if {
+	not column.body_keys_within
+	not column.role_names_within
 } else := _body_verdict
 
-# _body_verdict applies the column's body checks once the scope is held.
+# _body_verdict applies the column's body checks ("body_keys_within",
+# "role_names_within") once the scope is held.
 _body_verdict := _deny(403, "body_required") if {
 	_body == null
 } else := _deny(400, "invalid_body") if {
-	not _body_is_object
+	not is_object(_body)
 } else := _deny(403, "forbidden_body_field") if {
 	some key, _ in _body
 	_forbidden_key(key)
@@ -63,7 +68,7 @@ _body_verdict := _deny(403, "body_required") if {
 	not _role_names_listed
 } else := _deny(403, "role_not_assignable") if {
 	_unassignable_role
-} else := _allow(_permission_reason)
+} else := _allow(_kind.reason)
 
 _allow(reason) := {
 	"allow": true,

@@ -120,3 +120,26 @@ test_column_without_scope_denies if {
 test_null_column_denies if {
 	_team_decide("GET", "/null-column", null, _org("o1", ["x"])).reason == "wrong_token_kind"
 }
+
+# A template must start with "/": one that does not matches nothing, rather
+# than a request with one segment more or less.
+test_template_without_leading_slash if {
+	every path in ["/reports", "/reports/weekly", "/"] {
+		decision := orgauthz.decision with input as _input("GET", path, null, _org("o1", ["report:read"]))
+			with data.orgauthz.routes as [
+				{"method": "GET", "path": "reports", "org_token": {"scope": "report:read"}},
+				{"method": "GET", "path": "reports/weekly", "org_token": {"scope": "report:read"}},
+			]
+		decision.reason == "no_route"
+	}
+}
+
+# Segments that are not an array never match, even when their count agrees
+# with a template's.
+test_segments_not_an_array if {
+	every segments in [{"a": "api", "b": "organizations"}, "ab", {"0": "api", "1": "organizations"}] {
+		decision := orgauthz.decision with input as object.union(_input("GET", "/api/organizations", null, _admin_all), {"request": {"method": "GET", "segments": segments}})
+			with data.orgauthz.routes as _routes
+		decision.reason == "no_route"
+	}
+}
