@@ -30,8 +30,8 @@ test-rego: ## opa test over policies/, then coverage with a 90 % floor
 	$(OPA) test policies
 	@set -o pipefail; $(OPA) test --coverage --threshold 90 policies | grep -o '"coverage": [0-9.]*' | tail -n 1 | sed 's/"coverage"/policy coverage (%, floor 90)/'
 
-e2e: ## end-to-end: real binaries behind the Envoy-faithful client and Caddy (nginx/Envoy when installed)
-	$(GO) test -count=1 ./tests/e2e/
+e2e: bin/caddy ## end-to-end: real binaries behind the Envoy-faithful client and Caddy (nginx/Envoy when installed)
+	$(GO) test -count=1 -timeout 20m ./tests/e2e/
 
 lint: ## gofmt, go vet, opa fmt and opa check --strict
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -42,7 +42,10 @@ lint: ## gofmt, go vet, opa fmt and opa check --strict
 bench: ## benchmarks: sidecar vs a null server and an OPA-Envoy-style baseline, one table (see BENCHMARKS.md)
 	$(GO) run ./tests/bench
 
-caddy: ## build Caddy (as a Go module) into bin/caddy for the front-proxy tests and make run
+caddy: bin/caddy ## build Caddy (as a Go module, pinned in tests/caddy/go.mod) into bin/caddy
+
+bin/caddy: tests/caddy/go.mod tests/caddy/go.sum
+	@echo "building Caddy from tests/caddy (a few minutes on a cold cache)"
 	cd tests/caddy && $(GO) build -o ../../bin/caddy github.com/caddyserver/caddy/v2/cmd/caddy
 
 clean: ## remove build output
