@@ -28,7 +28,7 @@ decision := {"allow": false, "status": 401, "reason": "missing_token"} if {
 _verdict(route, kind, column) := _deny(403, "self_role_change") if {
 	route.not_self == true
 	_targets_self
-} else := _allow("self") if {
+} else := _allow(route, "self") if {
 	route.user_self == true
 	_is_user
 	_targets_self
@@ -38,18 +38,18 @@ _verdict(route, kind, column) := _deny(403, "self_role_change") if {
 	kind.org_token
 	org_id := _org_id
 	not input.token.organization_id == org_id
-} else := _allow("self") if {
+} else := _allow(route, "self") if {
 	column.self_allowed == true
 	_is_user
 	_targets_self
 } else := _deny(403, "app_not_allowed") if {
 	kind.user_only
 	not _is_user
-} else := _allow(kind.reason) if {
+} else := _allow(route, kind.reason) if {
 	_has_scope(column.escalation_scope)
 } else := _missing_scope if {
 	not _has_scope_of(column)
-} else := _allow(kind.reason) if {
+} else := _allow(route, kind.reason) if {
 	not column.body_keys_within
 	not column.role_names_within
 } else := _body_verdict
@@ -68,12 +68,13 @@ _body_verdict := _deny(403, "body_required") if {
 	not _role_names_listed
 } else := _deny(403, "role_not_assignable") if {
 	_unassignable_role
-} else := _allow(_kind.reason)
+} else := _allow(_route, _kind.reason)
 
-_allow(reason) := {
+# _allow names the route "<METHOD> <template>", as DESIGN's table does.
+_allow(route, reason) := {
 	"allow": true,
 	"reason": reason,
-	"route": _route_name,
+	"route": concat(" ", [route.method, route.path]),
 	"headers": {},
 }
 

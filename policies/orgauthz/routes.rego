@@ -55,9 +55,6 @@ _placeholder_spelt_out(parts, segments) if {
 # _route is the matched row.
 _route := _match[0]
 
-# _route_name is how the decision names a route: "<METHOD> <template>".
-_route_name := concat(" ", [_route.method, _route.path])
-
 # _org_id and _user_id are the request's segments at the matched template's
 # {orgId} and {userId}; undefined when it has none.
 _org_id := input.request.segments[i] if {
