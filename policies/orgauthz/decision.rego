@@ -55,7 +55,8 @@ _verdict(route, kind, column) := _deny(403, "self_role_change") if {
 } else := _body_verdict
 
 # _body_verdict applies the column's body checks ("body_keys_within",
-# "role_names_within") once the scope is held.
+# "role_names_within") once the scope is held; _verdict asks for it only
+# when the column has one.
 _body_verdict := _deny(403, "body_required") if {
 	_body == null
 } else := _deny(400, "invalid_body") if {
