@@ -36,6 +36,8 @@ _match := [routes[first[0]], first[1]] if {
 # fit: the part is "{...}" and the segment is [0-9a-z]{1,32}, what DESIGN
 # allows for {orgId}, {userId}, {roleId}. A segment equal to the part fits,
 # unless it spells out a placeholder, which _placeholder_spelt_out excludes.
+# The sidecar's segments are strings; any other value makes concat fail,
+# which its strict engine answers with 503, never an allow.
 _mismatch(parts, segments) if {
 	some i, part in parts
 	part != segments[i]
