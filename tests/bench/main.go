@@ -141,10 +141,6 @@ func benchmark(ctx context.Context, o options, stdout io.Writer) error {
 		if _, err := exec.LookPath("taskset"); err != nil {
 			return fmt.Errorf("taskset not found (util-linux); use -no-pin to run unpinned: %w", err)
 		}
-		if err := pinSelf(loadCore); err != nil {
-			return err
-		}
-		runtime.GOMAXPROCS(1)
 	}
 	dir, err := os.MkdirTemp("", "orgauthz-bench-")
 	if err != nil {
@@ -159,6 +155,13 @@ func benchmark(ctx context.Context, o options, stdout io.Writer) error {
 		return err
 	}
 	defer b.logto.Close()
+	if b.cores >= 0 {
+		// After the build, so the compiler had both cores; threads started later inherit this.
+		if err := pinSelf(loadCore); err != nil {
+			return err
+		}
+		runtime.GOMAXPROCS(1)
+	}
 
 	res, err := b.measureServers(ctx)
 	if err != nil {

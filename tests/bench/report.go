@@ -164,8 +164,12 @@ func targets(w io.Writer, b *bench, res *serverResults, mg *mgmtResult) {
 		fmt.Fprintf(w, "- %s: orgauthz p99 ≤ %s: %s, %s%s\n", s.name, targetP99, p.Round(10*time.Microsecond), verdict(p <= targetP99 && over == ""), over)
 	}
 	if res.cachedTokens > 0 {
-		fmt.Fprintf(w, "- RSS ≤ %d MB with %d distinct tokens sent (cache at its bound): %s MB, %s\n",
-			targetCachedRSS>>20, res.cachedTokens, mb(res.cachedRSS), verdict(res.cachedRSS <= targetCachedRSS))
+		note := "not the 100 000 of the target: raise -cold-tokens"
+		if res.cachedTokens >= 100_000 {
+			note = "the default cache of 100 000 is full"
+		}
+		fmt.Fprintf(w, "- RSS ≤ %d MB with 100 000 cached tokens: %s MB after %d distinct tokens (%s), %s\n",
+			targetCachedRSS>>20, mb(res.cachedRSS), res.cachedTokens, note, verdict(res.cachedRSS <= targetCachedRSS))
 	}
 	if mg != nil {
 		fmt.Fprintf(w, "- mgmtproxy: one M2M token request per token lifetime (1 h): %d, %s\n", mg.tokenRequests, verdict(mg.tokenRequests == 1))
