@@ -16,7 +16,7 @@ import (
 func (b *bench) profileSidecar(ctx context.Context) error {
 	tmp := filepath.Join(b.dir, "cpu.pprof")
 	progress("profiling: starting the sidecar built with a profiler")
-	s, err := b.start(ctx, "orgauthz", variant{bin: b.bins["sidecarprof"], env: []string{"BENCH_CPUPROFILE=" + tmp}})
+	s, err := b.start(ctx, "orgauthz", variant{bin: b.bins["sidecarprof"], env: append([]string{"BENCH_CPUPROFILE=" + tmp}, b.o.sidecarEnv...)})
 	if err != nil {
 		return err
 	}

@@ -168,7 +168,11 @@ func (b *bench) measureServers(ctx context.Context) (*serverResults, error) {
 	}()
 	for _, name := range b.o.servers {
 		progress("starting %s", name)
-		s, err := b.start(ctx, name, variant{})
+		var v variant
+		if name == "orgauthz" {
+			v.env = b.o.sidecarEnv
+		}
+		s, err := b.start(ctx, name, v)
 		if err != nil {
 			return nil, err
 		}
