@@ -42,7 +42,6 @@ var codec = grpc.ForceCodecV2(rawCodec{proto: encoding.GetCodecV2(proto.Name)})
 
 // target is a server under test as the generator sees it.
 type target struct {
-	name     string
 	conns    []*grpc.ClientConn
 	pid      int
 	anyToken bool // answers do not depend on the token (the null server)

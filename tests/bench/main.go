@@ -251,13 +251,13 @@ func (b *bench) prepare() error {
 	warm := mintTokens(lg, 0, b.o.warmTokens)
 	cold := mintTokens(lg, b.o.warmTokens, b.o.coldTokens)
 	progress("signed in %s; building CheckRequests", time.Since(t0).Round(time.Millisecond))
-	if b.warm, err = buildChecks(warm, len(shapes("", "", "", ""))); err != nil {
+	if b.warm, err = buildChecks(warm, true); err != nil {
 		return err
 	}
-	for i := 0; i < len(b.warm); i += len(shapes("", "", "", "")) {
-		b.prime = append(b.prime, b.warm[i])
+	if b.prime, err = buildChecks(warm, false); err != nil {
+		return err
 	}
-	if b.cold, err = buildChecks(cold, 1); err != nil {
+	if b.cold, err = buildChecks(cold, false); err != nil {
 		return err
 	}
 	return nil

@@ -75,7 +75,7 @@ func (b *bench) start(ctx context.Context, name string, v variant) (*server, err
 		return nil, err
 	}
 	issuer := b.logto.Issuer()
-	t := &target{name: name}
+	t := &target{}
 	var bin, readyURL string
 	var args []string
 	switch name {

@@ -87,17 +87,17 @@ func mintTokens(lg *fakelogto.Server, first, n int) []tokenInfo {
 
 type tokenInfo struct{ token, org, user string }
 
-// buildChecks turns tokens into Envoy-faithful CheckRequests: token i gets shape
-// (i+offset) mod 6 when perToken is 1, or every shape when perToken is 6.
-func buildChecks(tokens []tokenInfo, perToken int) ([]check, error) {
-	out := make([]check, 0, len(tokens)*perToken)
+// buildChecks turns tokens into Envoy-faithful CheckRequests: with every, each token with
+// each shape of the mix; without, token i with shape i mod len(shapes) only, so each token is
+// sent once.
+func buildChecks(tokens []tokenInfo, every bool) ([]check, error) {
+	var out []check
 	for i, t := range tokens {
 		all := shapes(t.org, t.user, fmt.Sprintf("v%d", i), fmt.Sprintf("org%d", (i+1)%orgs+orgs))
-		for k := range perToken {
-			s := all[(i+k)%len(all)]
-			if perToken == len(all) {
-				s = all[k]
-			}
+		if !every {
+			all = all[i%len(all) : i%len(all)+1]
+		}
+		for _, s := range all {
 			c, err := newCheck(s, t.token)
 			if err != nil {
 				return nil, err
