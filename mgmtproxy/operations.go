@@ -3,6 +3,8 @@ package mgmtproxy
 import (
 	"net/http"
 	"strings"
+
+	"github.com/orgauthz/orgauthz/sidecar/decision"
 )
 
 // action says what mgmtproxy does with an operation beyond checking the decision.
@@ -101,46 +103,14 @@ func isID(s string) bool {
 	return true
 }
 
-// maxPathBytes bounds a canonical path.
-const maxPathBytes = 2048
-
-// canonicalPath returns the segments of the request target's path when it is canonical as DESIGN's
-// request flow step 2 defines it: single "/" separators, non-empty segments of [A-Za-z0-9._~-] only,
-// no "." or "..", no trailing "/", at most 2048 bytes. It reads the raw request target, not Go's
-// decoded URL.Path, so "%2F" and friends are refused rather than decoded.
+// canonicalPath returns the path of the request target and its segments when the path is canonical
+// (decision.CanonicalPath, the same check the sidecar signed it under); the query plays no part.
 func canonicalPath(r *http.Request) (string, []string, bool) {
 	target := r.RequestURI
 	if target == "" { // a request built in process (tests, ServeHTTP called directly)
 		target = r.URL.RequestURI()
 	}
 	path, _, _ := strings.Cut(target, "?")
-	if len(path) < 2 || len(path) > maxPathBytes || path[0] != '/' {
-		return "", nil, false
-	}
-	segs := strings.Split(path[1:], "/")
-	for _, s := range segs {
-		if s == "" || s == "." || s == ".." {
-			return "", nil, false
-		}
-		for i := 0; i < len(s); i++ {
-			c := s[i]
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '~' || c == '-') {
-				return "", nil, false
-			}
-		}
-	}
-	return path, segs, true
-}
-
-// isMethodToken reports whether m is an upper-case method token.
-func isMethodToken(m string) bool {
-	if m == "" || len(m) > 16 {
-		return false
-	}
-	for i := 0; i < len(m); i++ {
-		if m[i] < 'A' || m[i] > 'Z' {
-			return false
-		}
-	}
-	return true
+	segs, ok := decision.CanonicalPath(path)
+	return path, segs, ok
 }

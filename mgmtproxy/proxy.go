@@ -245,7 +245,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // approve fills req or returns the code and message of a refusal. Nothing reaches Logto before it
 // returns "".
 func (p *Proxy) approve(r *http.Request, req *request) (code, msg string) {
-	if !isMethodToken(r.Method) {
+	if !decision.ValidMethod(r.Method) {
 		return "operation_not_allowed", "method not allowed"
 	}
 	path, segs, ok := canonicalPath(r)

@@ -518,7 +518,7 @@ func FuzzCanonicalPath(f *testing.F) {
 		if !ok {
 			return
 		}
-		if len(path) > maxPathBytes || "/"+strings.Join(segs, "/") != path || strings.ContainsAny(path, "?%;\\#") {
+		if len(path) > decision.MaxPathBytes || "/"+strings.Join(segs, "/") != path || strings.ContainsAny(path, "?%;\\#") {
 			t.Errorf("canonicalPath(%q) accepted %q", target, path)
 		}
 		for _, s := range segs {

@@ -7,12 +7,14 @@ import (
 
 	"github.com/orgauthz/orgauthz/sidecar/internal/token"
 	"github.com/orgauthz/orgauthz/tests/envoyclient"
+
+	"github.com/orgauthz/orgauthz/sidecar/decision"
 )
 
 func BenchmarkCanonicalPath(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, ok := canonicalPath("/api/organizations/o1/users/u2/roles/r1"); !ok {
+		if _, ok := decision.CanonicalPath("/api/organizations/o1/users/u2/roles/r1"); !ok {
 			b.Fatal("refused")
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/orgauthz/orgauthz/sidecar/decision"
 )
 
 // FuzzParseRequest holds parseRequest's promises for any method, target, Authorization and body:
@@ -31,10 +33,10 @@ func FuzzParseRequest(f *testing.F) {
 			}
 			return
 		}
-		if !validMethod(req.method) || strings.ToUpper(req.method) != req.method {
+		if !decision.ValidMethod(req.method) || strings.ToUpper(req.method) != req.method {
 			t.Fatalf("accepted method %q", req.method)
 		}
-		if !strings.HasPrefix(target, req.path) || len(req.path) > maxPathBytes {
+		if !strings.HasPrefix(target, req.path) || len(req.path) > decision.MaxPathBytes {
 			t.Fatalf("path %q is not the start of target %q", req.path, target)
 		}
 		if rebuilt := "/" + strings.Join(req.segments, "/"); rebuilt != req.path {

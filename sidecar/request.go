@@ -15,16 +15,15 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/open-policy-agent/opa/v1/ast"
 
+	"github.com/orgauthz/orgauthz/sidecar/decision"
 	"github.com/orgauthz/orgauthz/sidecar/internal/token"
 )
 
 // Bounds on what a request may carry into the policy. Larger requests are refused (400) or, for
 // a body, given to the policy as null.
 const (
-	maxPathBytes    = 2048 // DESIGN: canonical path at most 2048 bytes
 	maxQueryBytes   = 8 << 10
 	maxQueryParams  = 100
-	maxMethodBytes  = 32
 	maxJSONDepth    = 32
 	maxRequestIDLen = 128
 )
@@ -139,7 +138,7 @@ const idChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-
 // 401 decided before the token is verified or the policy runs.
 func parseRequest(raw *rawRequest, maxBody int) (*request, *rejection) {
 	req := &request{rawRequest: raw}
-	if !validMethod(raw.method) {
+	if !decision.ValidMethod(raw.method) {
 		return req, &rejection{400, reasonInvalidMethod}
 	}
 	if m, ok := raw.headers[":method"]; ok && m != raw.method {
@@ -154,7 +153,7 @@ func parseRequest(raw *rawRequest, maxBody int) (*request, *rejection) {
 		return req, &rejection{400, reasonInvalidPath}
 	}
 	path, rawQuery, _ := strings.Cut(raw.target, "?")
-	segments, ok := canonicalPath(path)
+	segments, ok := decision.CanonicalPath(path)
 	if !ok {
 		return req, &rejection{400, reasonInvalidPath}
 	}
@@ -191,54 +190,6 @@ func parseRequest(raw *rawRequest, maxBody int) (*request, *rejection) {
 		}
 	}
 	return req, nil
-}
-
-// validMethod reports whether m is an upper-case HTTP token: the canonical form of a method.
-func validMethod(m string) bool {
-	if m == "" || len(m) > maxMethodBytes {
-		return false
-	}
-	for i := 0; i < len(m); i++ {
-		c := m[i]
-		switch {
-		case 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_', c == '.', c == '!', c == '#',
-			c == '$', c == '%', c == '&', c == '\'', c == '*', c == '+', c == '^', c == '`', c == '|', c == '~':
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-// canonicalPath checks that path is canonical (DESIGN step 2) and returns its segments: "/" alone,
-// or "/"-separated non-empty segments of [A-Za-z0-9._~-], none "." or "..", no trailing "/", at
-// most maxPathBytes. Nothing is decoded or rewritten: anything else is refused.
-func canonicalPath(path string) ([]string, bool) {
-	if len(path) == 0 || len(path) > maxPathBytes || path[0] != '/' {
-		return nil, false
-	}
-	if path == "/" {
-		return []string{}, true
-	}
-	n := 1
-	for i := 1; i < len(path); i++ {
-		c := path[i]
-		switch {
-		case c == '/':
-			n++
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == '~', c == '-':
-		default:
-			return nil, false
-		}
-	}
-	segments := make([]string, 0, n)
-	for s := range strings.SplitSeq(path[1:], "/") {
-		if s == "" || s == "." || s == ".." {
-			return nil, false
-		}
-		segments = append(segments, s)
-	}
-	return segments, true
 }
 
 // parseQuery parses a raw query strictly (no ";" separators, valid escapes) within bounds.

@@ -320,7 +320,7 @@ func (s *Server) record(id string, req *request, v *verdict, start time.Time) {
 		slog.String("reason", v.reason),
 	}
 	if req != nil {
-		if validMethod(req.method) {
+		if decision.ValidMethod(req.method) {
 			attrs = append(attrs, slog.String("method", req.method))
 		}
 		if req.path != "" {
