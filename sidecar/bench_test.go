@@ -5,10 +5,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/orgauthz/orgauthz/sidecar/decision"
 	"github.com/orgauthz/orgauthz/sidecar/internal/token"
 	"github.com/orgauthz/orgauthz/tests/envoyclient"
-
-	"github.com/orgauthz/orgauthz/sidecar/decision"
 )
 
 func BenchmarkCanonicalPath(b *testing.B) {
