@@ -113,9 +113,12 @@ type load struct {
 
 // outcome is what one run measured.
 type outcome struct {
-	n         int
-	elapsed   time.Duration
-	cpu       time.Duration   // the server's user+system CPU time over the run
+	n       int
+	elapsed time.Duration
+	cpu     time.Duration // the server's user+system CPU time over the run
+	// others is the time the server's core spent on anything but the server during the run
+	// (other processes, interrupts, time stolen by the hypervisor); -1 when unknown.
+	others    time.Duration
 	lat       []time.Duration // sorted
 	failures  int
 	firstFail string
@@ -204,6 +207,7 @@ func run(ctx context.Context, pid int, l load, f fire) (outcome, error) {
 	if err != nil {
 		return outcome{}, err
 	}
+	core0, core0Err := coreTime(serverCore)
 	start := time.Now()
 	deadline := start.Add(l.duration)
 	var wg sync.WaitGroup
@@ -240,7 +244,10 @@ func run(ctx context.Context, pid int, l load, f fire) (outcome, error) {
 	if err != nil {
 		return outcome{}, err
 	}
-	o := outcome{elapsed: elapsed, cpu: cpu1 - cpu0}
+	o := outcome{elapsed: elapsed, cpu: cpu1 - cpu0, others: -1}
+	if core1, err := coreTime(serverCore); err == nil && core0Err == nil {
+		o.others = max(0, (core1-core0)-o.cpu)
+	}
 	for _, w := range workers {
 		o.lat = append(o.lat, w.lat...)
 		if w.failures > 0 && o.failures == 0 {

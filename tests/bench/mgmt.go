@@ -76,7 +76,7 @@ func (b *bench) measureMgmt(ctx context.Context) (*mgmtResult, error) {
 		if err != nil {
 			return nil, fmt.Errorf("emulator direct: %w", err)
 		}
-		res.direct = append(res.direct, o.sample())
+		res.direct = append(res.direct, o.sample(b.cores >= 0))
 		through, err := b.throughProxy(ctx, client, signer, "http://"+addr, path, int(b.o.mgmtRate*b.o.duration.Seconds()))
 		if err != nil {
 			return nil, err
@@ -87,7 +87,7 @@ func (b *bench) measureMgmt(ctx context.Context) (*mgmtResult, error) {
 		if err != nil {
 			return nil, fmt.Errorf("through mgmtproxy: %w", err)
 		}
-		res.proxied = append(res.proxied, o.sample())
+		res.proxied = append(res.proxied, o.sample(b.cores >= 0))
 	}
 	progress("mgmtproxy: %d requests in flight for %s (M2M token requests are counted)", b.o.mgmtConcurrency, b.o.duration)
 	through, err := b.throughProxy(ctx, client, signer, "http://"+addr, path, int(5000*b.o.duration.Seconds()))
@@ -101,7 +101,7 @@ func (b *bench) measureMgmt(ctx context.Context) (*mgmtResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("through mgmtproxy at concurrency %d: %w", b.o.mgmtConcurrency, err)
 	}
-	res.saturation = o.sample()
+	res.saturation = o.sample(b.cores >= 0)
 	res.tokenRequests = lg.Calls(fakelogto.TargetToken) - before
 	if res.peakRSS, err = memory(p.pid(), "VmHWM"); err != nil {
 		return nil, err
@@ -109,8 +109,13 @@ func (b *bench) measureMgmt(ctx context.Context) (*mgmtResult, error) {
 	return res, nil
 }
 
-func (o outcome) sample() sample {
-	return sample{n: o.n, rate: o.rate(), cpu: o.cpuPerCheck(), p50: o.pct(50), p95: o.pct(95), p99: o.pct(99)}
+// sample summarises o; the core figure only means something when the server was pinned.
+func (o outcome) sample(pinned bool) sample {
+	others := -1.0
+	if pinned && o.others >= 0 {
+		others = o.others.Seconds() / o.elapsed.Seconds()
+	}
+	return sample{n: o.n, rate: o.rate(), cpu: o.cpuPerCheck(), p50: o.pct(50), p95: o.pct(95), p99: o.pct(99), others: others}
 }
 
 // throughProxy signs n decisions for GET path, as the sidecar would on allow, and returns a

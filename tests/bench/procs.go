@@ -158,7 +158,11 @@ const clockTick = 10 * time.Millisecond
 const maxProcFile = 64 << 10
 
 func readProc(pid int, name string) ([]byte, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/%s", pid, name))
+	return readBounded(fmt.Sprintf("/proc/%d/%s", pid, name))
+}
+
+func readBounded(path string) ([]byte, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
@@ -168,7 +172,7 @@ func readProc(pid int, name string) ([]byte, error) {
 		return nil, err
 	}
 	if len(b) > maxProcFile {
-		return nil, fmt.Errorf("/proc/%d/%s: over %d bytes", pid, name, maxProcFile)
+		return nil, fmt.Errorf("%s: over %d bytes", path, maxProcFile)
 	}
 	return b, nil
 }
@@ -273,4 +277,38 @@ func parseMetrics(b []byte) map[string]float64 {
 		}
 	}
 	return m
+}
+
+// coreTime returns how long core has been busy or stolen by the hypervisor since boot, from
+// /proc/stat: user, nice, system, irq, softirq and steal; idle and iowait are not counted.
+func coreTime(core int) (time.Duration, error) {
+	b, err := readBounded("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	return parseCoreTime(b, core)
+}
+
+func parseCoreTime(b []byte, core int) (time.Duration, error) {
+	prefix := "cpu" + strconv.Itoa(core) + " "
+	for line := range strings.Lines(string(b)) {
+		rest, ok := strings.CutPrefix(line, prefix)
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) < 8 {
+			return 0, fmt.Errorf("stat: %d fields for cpu%d, want at least 8", len(f), core)
+		}
+		var ticks int64
+		for _, i := range []int{0, 1, 2, 5, 6, 7} { // user nice system (idle iowait) irq softirq steal
+			n, err := strconv.ParseInt(f[i], 10, 64)
+			if err != nil || n < 0 || n > 1<<50 {
+				return 0, fmt.Errorf("stat: bad cpu%d time %q", core, f[i])
+			}
+			ticks += n
+		}
+		return time.Duration(ticks) * clockTick, nil
+	}
+	return 0, fmt.Errorf("stat: no cpu%d", core)
 }

@@ -96,3 +96,37 @@ func TestParseMetrics(t *testing.T) {
 		}
 	}
 }
+
+func TestParseCoreTime(t *testing.T) {
+	const stat = "cpu  500 10 200 9000 5 1 2 3 0 0\n" +
+		"cpu0 300 5 100 4000 3 1 1 2 0 0\n" +
+		"cpu1 200 5 100 5000 2 0 1 1 0 0\n" +
+		"intr 12345 0 0\n"
+	for _, tc := range []struct {
+		stat    string
+		core    int
+		want    time.Duration
+		wantErr bool
+	}{
+		{stat: stat, core: 0, want: (300 + 5 + 100 + 1 + 1 + 2) * clockTick},
+		{stat: stat, core: 1, want: (200 + 5 + 100 + 0 + 1 + 1) * clockTick},
+		{stat: stat, core: 2, wantErr: true},
+		{stat: "cpu0 1 2 3\n", core: 0, wantErr: true},
+		{stat: "cpu0 1 2 x 4 5 6 7 8\n", core: 0, wantErr: true},
+		{stat: "cpu0 1 2 -3 4 5 6 7 8\n", core: 0, wantErr: true},
+		{stat: "cpu0 1 2 99999999999999999999 4 5 6 7 8\n", core: 0, wantErr: true},
+		{stat: "cpu00 1 2 3 4 5 6 7 8\n", core: 0, wantErr: true},
+		{stat: "", core: 0, wantErr: true},
+	} {
+		got, err := parseCoreTime([]byte(tc.stat), tc.core)
+		if tc.wantErr {
+			if err == nil {
+				t.Errorf("parseCoreTime(%q, %d) = %v, want an error", tc.stat, tc.core, got)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("parseCoreTime(%q, %d) = %v, %v; want %v", tc.stat, tc.core, got, err, tc.want)
+		}
+	}
+}

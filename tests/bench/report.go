@@ -75,11 +75,12 @@ func report(w io.Writer, b *bench, res *serverResults, mg *mgmtResult) {
 	fmt.Fprintf(w, "orgauthz benchmarks, %s, %s, %d cores, %s; %s.\n",
 		time.Now().UTC().Format("2006-01-02 15:04 UTC"), cpuModel(), runtime.NumCPU(), runtime.Version(), pin)
 	fmt.Fprintf(w, "Each figure: median [min–max] of %d runs of %s after a %s warm-up; saturation with %d checks in flight over %d gRPC connections; "+
-		"fixed rate open-loop (latency from when a check was due) with up to %d in flight. CPU is the server process's user+system time per check.\n\n",
+		"fixed rate open-loop (latency from when a check was due) with up to %d in flight. CPU is the server process's user+system time per check; "+
+		"the last column is the share of the server's core that went to anything else (other processes, interrupts, hypervisor steal).\n\n",
 		b.o.repeats, b.o.duration, b.o.warmup, b.o.concurrency, b.o.conns, b.o.rateWorkers)
 
-	fmt.Fprintln(w, "| scenario | server | checks/s | server CPU µs/check | p50 ms | p95 ms | p99 ms | peak RSS MB |")
-	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| scenario | server | checks/s | server CPU µs/check | p50 ms | p95 ms | p99 ms | peak RSS MB | core 0 busy with others |")
+	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|")
 	for _, sc := range b.scenarios() {
 		bySrv := res.samples[sc.name]
 		for _, name := range b.o.servers {
@@ -88,16 +89,16 @@ func report(w io.Writer, b *bench, res *serverResults, mg *mgmtResult) {
 			if n := overloaded(s); n > 0 {
 				achieved += fmt.Sprintf(" (overloaded in %d of %d runs)", n, len(s))
 			}
-			fmt.Fprintf(w, "| %s | %s | %s | %s | %.2f | %.2f | %.2f | %s |\n", sc.name, name,
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %.2f | %.2f | %.2f | %s | %s |\n", sc.name, name,
 				achieved, statOf(s, cpuUS).spread("%.0f"),
-				statOf(s, p50).med, statOf(s, p95).med, statOf(s, p99).med, mb(res.peakRSS[name]))
+				statOf(s, p50).med, statOf(s, p95).med, statOf(s, p99).med, mb(res.peakRSS[name]), othersOf(s))
 		}
 		for _, other := range []string{baseline, "null"} {
 			a, o := bySrv["orgauthz"], bySrv[other]
 			if a == nil || o == nil {
 				continue
 			}
-			fmt.Fprintf(w, "| %s | orgauthz ÷ %s | %s | %s | %s | %s | %s | |\n", sc.name, other,
+			fmt.Fprintf(w, "| %s | orgauthz ÷ %s | %s | %s | %s | %s | %s | | |\n", sc.name, other,
 				ratio(statOf(a, rate).med, statOf(o, rate).med), ratio(statOf(a, cpuUS).med, statOf(o, cpuUS).med),
 				ratio(statOf(a, p50).med, statOf(o, p50).med), ratio(statOf(a, p95).med, statOf(o, p95).med),
 				ratio(statOf(a, p99).med, statOf(o, p99).med))
@@ -108,22 +109,23 @@ func report(w io.Writer, b *bench, res *serverResults, mg *mgmtResult) {
 		if res.cachedHeap > 0 {
 			heap = fmt.Sprintf(" (Go heap in use %s, next GC at %s)", mb(res.cachedHeap), mb(res.cachedGCGoal))
 		}
-		fmt.Fprintf(w, "| %d distinct tokens sent | orgauthz | | | | | | RSS %s, peak %s%s |\n",
+		fmt.Fprintf(w, "| %d distinct tokens sent | orgauthz | | | | | | RSS %s, peak %s%s | |\n",
 			res.cachedTokens, mb(res.cachedRSS), mb(res.cachedHWM), heap)
 	}
 	if mg != nil {
 		scn := fmt.Sprintf("mgmtproxy @%g/s", mg.rate)
-		fmt.Fprintf(w, "| %s | direct to the Logto emulator | %s | | %.2f | %.2f | %.2f | |\n", scn,
-			statOf(mg.direct, rate).spread("%.0f"), statOf(mg.direct, p50).med, statOf(mg.direct, p95).med, statOf(mg.direct, p99).med)
-		fmt.Fprintf(w, "| %s | through mgmtproxy | %s | %s | %.2f | %.2f | %.2f | %s |\n", scn,
+		fmt.Fprintf(w, "| %s | direct to the Logto emulator | %s | | %.2f | %.2f | %.2f | | %s |\n", scn,
+			statOf(mg.direct, rate).spread("%.0f"), statOf(mg.direct, p50).med, statOf(mg.direct, p95).med, statOf(mg.direct, p99).med,
+			othersOf(mg.direct))
+		fmt.Fprintf(w, "| %s | through mgmtproxy | %s | %s | %.2f | %.2f | %.2f | %s | %s |\n", scn,
 			statOf(mg.proxied, rate).spread("%.0f"), statOf(mg.proxied, cpuUS).spread("%.0f"),
-			statOf(mg.proxied, p50).med, statOf(mg.proxied, p95).med, statOf(mg.proxied, p99).med, mb(mg.peakRSS))
-		fmt.Fprintf(w, "| %s | added by mgmtproxy | | | %+.2f | %+.2f | %+.2f | |\n", scn,
+			statOf(mg.proxied, p50).med, statOf(mg.proxied, p95).med, statOf(mg.proxied, p99).med, mb(mg.peakRSS), othersOf(mg.proxied))
+		fmt.Fprintf(w, "| %s | added by mgmtproxy | | | %+.2f | %+.2f | %+.2f | | |\n", scn,
 			statOf(mg.proxied, p50).med-statOf(mg.direct, p50).med, statOf(mg.proxied, p95).med-statOf(mg.direct, p95).med,
 			statOf(mg.proxied, p99).med-statOf(mg.direct, p99).med)
 		s := mg.saturation
-		fmt.Fprintf(w, "| mgmtproxy, %d in flight | through mgmtproxy: %d M2M token requests in its life | %.0f | %.0f | %.2f | %.2f | %.2f | %s |\n",
-			b.o.mgmtConcurrency, mg.tokenRequests, s.rate, cpuUS(s), p50(s), p95(s), p99(s), mb(mg.peakRSS))
+		fmt.Fprintf(w, "| mgmtproxy, %d in flight | through mgmtproxy: %d M2M token requests in its life | %.0f | %.0f | %.2f | %.2f | %.2f | %s | %s |\n",
+			b.o.mgmtConcurrency, mg.tokenRequests, s.rate, cpuUS(s), p50(s), p95(s), p99(s), mb(mg.peakRSS), othersOf([]sample{s}))
 	}
 	fmt.Fprintln(w)
 	targets(w, b, res, mg)
@@ -174,6 +176,17 @@ func targets(w io.Writer, b *bench, res *serverResults, mg *mgmtResult) {
 	if mg != nil {
 		fmt.Fprintf(w, "- mgmtproxy: one M2M token request per token lifetime (1 h): %d, %s\n", mg.tokenRequests, verdict(mg.tokenRequests == 1))
 	}
+}
+
+// othersOf is the median share of the server's core that went to other work during the runs:
+// what to read the other figures against on a shared machine.
+func othersOf(samples []sample) string {
+	for _, s := range samples {
+		if s.others < 0 {
+			return "–"
+		}
+	}
+	return statOf(samples, func(s sample) float64 { return s.others * 100 }).spread("%.0f %%")
 }
 
 func overloaded(samples []sample) int {

@@ -46,7 +46,8 @@ func (b *bench) scenarios() []scenario {
 
 // sample is what one timed run measured.
 type sample struct {
-	overloaded    bool // a fixed-rate run the server could not keep up with
+	overloaded    bool    // a fixed-rate run the server could not keep up with
+	others        float64 // share of the server's core spent on other work during the run; -1 unknown
 	n             int
 	rate          float64
 	cpu           time.Duration // per check
@@ -194,7 +195,7 @@ func (b *bench) measureServers(ctx context.Context) (*serverResults, error) {
 				if res.samples[sc.name] == nil {
 					res.samples[sc.name] = map[string][]sample{}
 				}
-				smp := o.sample()
+				smp := o.sample(b.cores >= 0)
 				smp.overloaded = sc.rate > 0 && (o.unsent > 0 || smp.rate < 0.95*sc.rate)
 				res.samples[sc.name][s.name] = append(res.samples[sc.name][s.name], smp)
 			}
