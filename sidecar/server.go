@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"regexp"
+	"runtime"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -115,6 +116,9 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Server, error) 
 	}()
 
 	s.grpc = grpc.NewServer(
+		// Long-lived workers keep the stack that OPA's recursive evaluator grew; a fresh goroutine per
+		// check regrew and copied it every time (a quarter of the warm CPU profile in BENCHMARKS.md).
+		grpc.NumStreamWorkers(uint32(2*runtime.GOMAXPROCS(0))),
 		grpc.MaxRecvMsgSize(maxRecvMsgBytes),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 15 * time.Minute, Time: 2 * time.Minute, Timeout: 20 * time.Second}),
