@@ -10,7 +10,7 @@ RACE_PKGS := ./sidecar/internal/token/ ./sidecar/decision/ ./mgmtproxy/ ./intern
 .PHONY: help build run test test-go test-race test-rego e2e lint bench caddy clean
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 build: ## build sidecar, mgmtproxy and fakelogto into bin/
 	$(GO) build -o bin/ ./cmd/...
@@ -34,13 +34,13 @@ e2e: bin/caddy ## end-to-end: real binaries behind the Envoy-faithful client and
 	$(GO) test -count=1 -timeout 20m ./tests/e2e/
 
 lint: ## gofmt, go vet, opa fmt and opa check --strict
-	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@out=$$(gofmt -l .) || exit 1; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(OPA) fmt --list --fail policies
 	$(OPA) check --strict policies
 
-bench: ## benchmarks: sidecar vs a null server and an OPA-Envoy-style baseline, one table (see BENCHMARKS.md)
-	$(GO) run ./tests/bench
+bench: ## benchmarks: sidecar vs a null server and an OPA-Envoy-style baseline, one table (BENCH_FLAGS=-quick; see BENCHMARKS.md)
+	$(GO) run ./tests/bench $(BENCH_FLAGS)
 
 caddy: bin/caddy ## build Caddy (as a Go module, pinned in tests/caddy/go.mod) into bin/caddy
 
