@@ -56,7 +56,10 @@ type field struct {
 }
 
 // Load fills cfg, a pointer to a struct whose current values are the defaults. It returns flag.ErrHelp
-// after printing usage for -h/--help, and otherwise every problem it found, joined.
+// after printing usage for -h/--help, and otherwise every problem it found, joined: a bad flag,
+// environment variable or file key does not stop it, so cfg holds every other setting and the
+// caller can validate it to report the rest. After a bad flag it prints the usage once; it never
+// prints the errors, which the caller reports.
 func Load(cfg any, opt Options) (Result, error) {
 	getenv := opt.Getenv
 	if getenv == nil {
@@ -73,7 +76,10 @@ func Load(cfg any, opt Options) (Result, error) {
 
 	var res Result
 	fs := flag.NewFlagSet(opt.Name, flag.ContinueOnError)
-	fs.SetOutput(out)
+	// The flag package would print each parse error and the usage after it; Load returns the
+	// errors instead and prints the usage once.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	fs.StringVar(&res.ConfigFile, "config", getenv(EnvPrefix+"CONFIG"), "YAML config file; keys are the flag names (env "+EnvPrefix+"CONFIG)")
 	checkUsage := opt.Check
 	if checkUsage == "" {
@@ -88,31 +94,51 @@ func Load(cfg any, opt Options) (Result, error) {
 		r := &recorder{name: f.name, given: given, def: current(f.value), isBool: f.value.Kind() == reflect.Bool}
 		fs.Var(r, f.name, f.usage+" (env "+f.env+")")
 	}
-	fs.Usage = func() {
+	usage := func() {
 		if opt.About != "" {
 			fmt.Fprintln(out, strings.TrimSpace(opt.About))
 			fmt.Fprintln(out)
 		}
 		fmt.Fprintf(out, "Usage of %s:\n", opt.Name)
+		fs.SetOutput(out)
 		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
 		var envOnly []string
 		for _, f := range fields {
 			if f.noFlag {
-				envOnly = append(envOnly, fmt.Sprintf("  %s\n    \t%s", f.env, f.usage))
+				envOnly = append(envOnly, fmt.Sprintf("  %s (config file key %s)\n    \t%s", f.env, f.name, f.usage))
 			}
 		}
 		if len(envOnly) > 0 {
 			fmt.Fprintf(out, "Environment only (or the config file):\n%s\n", strings.Join(envOnly, "\n"))
 		}
 	}
-	if err := fs.Parse(opt.Args); err != nil {
-		return res, err
+
+	// Parse every flag, going on past a bad one, so that one run reports every problem.
+	var errs []error
+	args := opt.Args
+	for {
+		err := fs.Parse(args)
+		if errors.Is(err, flag.ErrHelp) {
+			usage()
+			return res, err
+		}
+		if err == nil {
+			break
+		}
+		errs = append(errs, fmt.Errorf("confload: %w", err))
+		args = fs.Args()
+		if strings.HasPrefix(err.Error(), "bad flag syntax") { // the one error that leaves its argument
+			args = args[1:]
+		}
+	}
+	if len(errs) > 0 {
+		usage()
 	}
 	if fs.NArg() > 0 {
-		return res, fmt.Errorf("confload: unexpected arguments %q", fs.Args())
+		errs = append(errs, fmt.Errorf("confload: unexpected arguments %q", fs.Args()))
 	}
 
-	var errs []error
 	if res.ConfigFile != "" {
 		errs = append(errs, loadFile(res.ConfigFile, fields)...)
 	}

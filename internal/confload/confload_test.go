@@ -77,17 +77,45 @@ func TestEveryProblemReported(t *testing.T) {
 	file := writeFile(t, "adress: typo\ncache-size: many\n")
 	env := map[string]string{"ORGAUTHZ_CLOCK_SKEW": "soon"}
 	cfg := defaults()
-	_, err := Load(&cfg, Options{Args: []string{"--config", file, "--debug=maybe"}, Getenv: func(k string) string { return env[k] }, Output: io.Discard})
+	// Bad flags do not stop Load: the flags after them, the file and the environment still count.
+	_, err := Load(&cfg, Options{Args: []string{"--debug=maybe", "--nope", "---bad", "--check=maybe", "--config", file, "--addr", "127.0.0.1:7", "--issuer"},
+		Getenv: func(k string) string { return env[k] }, Output: io.Discard})
 	if err == nil {
 		t.Fatal("Load succeeded on bad input")
 	}
-	// A bad flag stops flag parsing first; without it, the file and env problems are all reported.
-	cfg = defaults()
-	_, err = Load(&cfg, Options{Args: []string{"--config", file}, Getenv: func(k string) string { return env[k] }, Output: io.Discard})
-	for _, want := range []string{`unknown key "adress"`, `key "cache-size"`, "ORGAUTHZ_CLOCK_SKEW"} {
-		if err == nil || !strings.Contains(err.Error(), want) {
+	for _, want := range []string{"--debug", "-nope", "---bad", "-check", "-issuer", `unknown key "adress"`, `key "cache-size"`, "ORGAUTHZ_CLOCK_SKEW"} {
+		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Load error = %v, want it to mention %s", err, want)
 		}
+	}
+	var joined interface{ Unwrap() []error }
+	if !errors.As(err, &joined) || len(joined.Unwrap()) != 8 {
+		t.Errorf("Load error = %v, want 8 problems, each once", err)
+	}
+	if cfg.Addr != "127.0.0.1:7" {
+		t.Errorf("Addr = %q after bad flags, want the later --addr 127.0.0.1:7", cfg.Addr)
+	}
+}
+
+func TestBadFlagUsageOnce(t *testing.T) {
+	for _, args := range [][]string{{"--nope"}, {"--nope", "--also-nope"}, {"--issuer"}} {
+		cfg := defaults()
+		var out strings.Builder
+		_, err := Load(&cfg, Options{Name: "t", Args: args, Getenv: func(string) string { return "" }, Output: &out})
+		if err == nil {
+			t.Fatalf("Load(%q) succeeded", args)
+		}
+		if got := strings.Count(out.String(), "Usage of t:"); got != 1 {
+			t.Errorf("Load(%q) printed the usage %d times, want once:\n%s", args, got, out.String())
+		}
+		if strings.Contains(out.String(), "not defined") || strings.Contains(out.String(), "needs an argument") {
+			t.Errorf("Load(%q) printed its error; the caller prints it:\n%s", args, out.String())
+		}
+	}
+	cfg := defaults()
+	var out strings.Builder
+	if _, err := Load(&cfg, Options{Name: "t", Args: []string{"extra"}, Getenv: func(string) string { return "" }, Output: &out}); err == nil || out.Len() != 0 {
+		t.Errorf("Load(extra) = %v and printed %q, want an error and no output", err, out.String())
 	}
 }
 
@@ -116,7 +144,10 @@ func TestSecretHasNoFlag(t *testing.T) {
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("--help: err = %v, want flag.ErrHelp", err)
 	}
-	for _, want := range []string{"-clock-skew", "ORGAUTHZ_CLOCK_SKEW", "ORGAUTHZ_APP_SECRET", "-check", "-config"} {
+	if got := strings.Count(out.String(), "Usage of t:"); got != 1 {
+		t.Errorf("--help printed the usage %d times, want once", got)
+	}
+	for _, want := range []string{"-clock-skew", "ORGAUTHZ_CLOCK_SKEW", "ORGAUTHZ_APP_SECRET (config file key app-secret)", "-check", "-config"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--help output lacks %q:\n%s", want, out.String())
 		}
