@@ -1,6 +1,7 @@
 // Package decision is the signed decision the sidecar attaches to every allowed request and mgmtproxy
 // verifies before it calls Logto: a compact JWS signed with Ed25519 that binds the policy's answer to
-// one method, one canonical path and one route for at most 30 seconds, usable once.
+// one method, one canonical path, one route and, when the proxy showed the sidecar a body, that exact body,
+// for at most 30 seconds, usable once.
 //
 // The format is deliberately narrow, so it is parsed by hand rather than by a general JOSE library:
 // exactly three base64url parts, a header of exactly {"alg":"EdDSA","typ":"orgauthz-decision+jwt","kid":…},
@@ -10,6 +11,7 @@ package decision
 import (
 	"crypto/ed25519"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"time"
@@ -42,6 +44,7 @@ type Claims struct {
 	App       bool   `json:"app"`           // the subject is an application (sub == client_id)
 	Org       string `json:"org,omitempty"` // organization context of the token, if any
 	Subject   string `json:"sub"`           // user or application ID
+	Body      string `json:"b,omitempty"`   // BodyHash of the request body the policy saw; empty when it saw none
 	ID        string `json:"jti"`           // unique per decision; Verify accepts each once
 	IssuedAt  int64  `json:"iat"`           // Unix seconds
 	ExpiresAt int64  `json:"exp"`           // Unix seconds, at most MaxTTL after IssuedAt
@@ -65,6 +68,12 @@ const (
 	ReasonPathMismatch   Reason = "decision_path_mismatch"
 	ReasonReplayed       Reason = "decision_replayed"
 	ReasonReplayFull     Reason = "decision_replay_cache_full"
+)
+
+// The reasons CheckBody gives.
+const (
+	ReasonBodyMismatch Reason = "decision_body_mismatch"
+	ReasonBodyMissing  Reason = "decision_body_missing"
 )
 
 // Error is the error Verify returns: a Reason and a detail that never contains the token.
@@ -101,6 +110,29 @@ func ReasonOf(err error) Reason {
 func fail(r Reason, detail string) error { return &Error{Reason: r, Detail: detail} }
 
 var b64 = base64.RawURLEncoding.Strict()
+
+// BodyHash is the "b" claim for a request body: its SHA-256, base64url without padding (43 characters).
+func BodyHash(body []byte) string {
+	sum := sha256.Sum256(body)
+	return b64.EncodeToString(sum[:])
+}
+
+// CheckBody checks that body is the request body c was signed for. With a "b" claim, body's hash must
+// equal it (ReasonBodyMismatch). Without one, the policy saw no body: that is accepted unless required,
+// which says the route's policy reads the body, so an answer given without it proves nothing
+// (ReasonBodyMissing).
+func (c *Claims) CheckBody(body []byte, required bool) error {
+	switch {
+	case c.Body != "":
+		got := BodyHash(body)
+		if subtle.ConstantTimeCompare([]byte(got), []byte(c.Body)) != 1 {
+			return fail(ReasonBodyMismatch, "")
+		}
+	case required:
+		return fail(ReasonBodyMissing, "the route's policy reads the body but the decision binds none")
+	}
+	return nil
+}
 
 // KeyID is the RFC 7638 JWK thumbprint of pub, base64url without padding: the "kid" of its decisions.
 func KeyID(pub ed25519.PublicKey) string {

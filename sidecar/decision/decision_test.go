@@ -115,6 +115,9 @@ func TestSignKeepsGivenIDAndOmitsEmptyOrg(t *testing.T) {
 	if _, ok := m["org"]; ok {
 		t.Errorf("payload %s has org, want it omitted", raw)
 	}
+	if _, ok := m["b"]; ok {
+		t.Errorf("payload %s has b, want it omitted without a body", raw)
+	}
 	if m["jti"] != "my-id" || m["app"] != true {
 		t.Errorf("payload %s: want jti my-id and app true", raw)
 	}
@@ -349,6 +352,7 @@ func TestVerifyHostile(t *testing.T) {
 	kid := KeyID(pubOf(key))
 	good := forge(key, hdr, payload(iat, iat+10, ""))
 	parts := strings.Split(good, ".")
+	goodB := BodyHash([]byte(`{"name":"x"}`))
 	tests := []struct {
 		name  string
 		token string
@@ -389,6 +393,17 @@ func TestVerifyHostile(t *testing.T) {
 		{"payload empty jti", forge(key, hdr, strings.Replace(payload(iat, iat+10, ""), `"jti":"j1"`, `"jti":""`, 1)), ReasonMalformed},
 		{"payload trailing data", forge(key, hdr, payload(iat, iat+10, "")+`x`), ReasonMalformed},
 		{"payload huge exp", forge(key, hdr, payload(iat, 0, "")[:len(payload(iat, 0, ""))-2]+"99999999999999999999999}"), ReasonMalformed},
+		{"b empty", forge(key, hdr, payload(iat, iat+10, `,"b":""`)), ReasonMalformed},
+		{"b number", forge(key, hdr, payload(iat, iat+10, `,"b":1`)), ReasonMalformed},
+		{"b null", forge(key, hdr, payload(iat, iat+10, `,"b":null`)), ReasonMalformed},
+		{"b 42 characters", forge(key, hdr, payload(iat, iat+10, `,"b":"`+goodB[:42]+`"`)), ReasonMalformed},
+		{"b 44 characters", forge(key, hdr, payload(iat, iat+10, `,"b":"`+goodB+`A"`)), ReasonMalformed},
+		{"b padded", forge(key, hdr, payload(iat, iat+10, `,"b":"`+goodB+`="`)), ReasonMalformed},
+		{"b standard alphabet", forge(key, hdr, payload(iat, iat+10, `,"b":"+/`+goodB[2:]+`"`)), ReasonMalformed},
+		{"b non-canonical bits", forge(key, hdr, payload(iat, iat+10, `,"b":"`+goodB[:42]+flipLast(goodB)+`"`)), ReasonMalformed},
+		{"b hex SHA-256", forge(key, hdr, payload(iat, iat+10, `,"b":"`+strings.Repeat("ab", 32)+`"`)), ReasonMalformed},
+		{"b duplicate", forge(key, hdr, payload(iat, iat+10, `,"b":"`+goodB+`","b":"`+goodB+`"`)), ReasonMalformed},
+		{"b case-variant key", forge(key, hdr, payload(iat, iat+10, `,"B":"`+goodB+`"`)), ReasonMalformed},
 	}
 	for _, tc := range tests {
 		v := NewVerifier([]ed25519.PublicKey{pubOf(key)})
@@ -403,6 +418,61 @@ func TestVerifyHostile(t *testing.T) {
 	v.Now = fixedClock(t0)
 	if _, err := v.Verify(good, "GET", "/api/organizations"); err != nil {
 		t.Fatalf("Verify(reference token): %v", err)
+	}
+	withB := forge(key, hdr, strings.Replace(payload(iat, iat+10, `,"b":"`+goodB+`"`), `"jti":"j1"`, `"jti":"j2"`, 1))
+	if c, err := v.Verify(withB, "GET", "/api/organizations"); err != nil || c.Body != goodB {
+		t.Fatalf("Verify(reference token with b) = %+v, %v; want b %q", c, err, goodB)
+	}
+}
+
+// TestSignVerifyBody: a decision signed with a body hash carries it through Verify, and CheckBody
+// accepts exactly that body.
+func TestSignVerifyBody(t *testing.T) {
+	key := newKey(t)
+	s := newSigner(t, key, t0)
+	v := NewVerifier([]ed25519.PublicKey{pubOf(key)})
+	v.Now = fixedClock(t0)
+	body := []byte(`{"organizationRoleNames":["member"]}`)
+	c := sampleClaims()
+	c.Body = BodyHash(body)
+	got, err := v.Verify(sign(t, s, c), c.Method, c.Path)
+	if err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	if got.Body != c.Body || len(got.Body) != 43 {
+		t.Errorf("Verify().Body = %q, want %q (43 characters)", got.Body, c.Body)
+	}
+	// SHA-256 of the empty input, a fixed value (FIPS 180-2), in base64url.
+	if h := BodyHash(nil); h != "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU" {
+		t.Errorf("BodyHash(nil) = %q, want the SHA-256 of nothing", h)
+	}
+}
+
+func TestCheckBody(t *testing.T) {
+	body := []byte(`{"organizationRoleNames":["member"]}`)
+	tests := []struct {
+		name     string
+		claim    string
+		body     []byte
+		required bool
+		want     Reason // "" for accepted
+	}{
+		{"same body", BodyHash(body), body, false, ""},
+		{"same body, required", BodyHash(body), body, true, ""},
+		{"swapped body", BodyHash(body), []byte(`{"organizationRoleNames":["admin"]}`), true, ReasonBodyMismatch},
+		{"one byte more", BodyHash(body), append(append([]byte(nil), body...), ' '), false, ReasonBodyMismatch},
+		{"body dropped", BodyHash(body), nil, false, ReasonBodyMismatch},
+		{"no b, no body", "", nil, false, ""},
+		{"no b, a body the policy did not read", "", body, false, ""},
+		{"no b, required", "", body, true, ReasonBodyMissing},
+		{"no b, required, empty body", "", nil, true, ReasonBodyMissing},
+	}
+	for _, tc := range tests {
+		c := Claims{Body: tc.claim}
+		err := c.CheckBody(tc.body, tc.required)
+		if got := ReasonOf(err); got != tc.want {
+			t.Errorf("CheckBody(%s) = %v, want reason %q", tc.name, err, tc.want)
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"container/heap"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -227,7 +228,16 @@ func (h *header) decode(data []byte) error {
 	return nil
 }
 
-// decodeClaims parses a flat claims object with exactly the members of Claims (org optional).
+// validBodyHash reports whether h is a SHA-256 in strict base64url without padding: 43 characters.
+func validBodyHash(h string) bool {
+	if len(h) != b64.EncodedLen(sha256.Size) {
+		return false
+	}
+	sum, err := b64.DecodeString(h)
+	return err == nil && len(sum) == sha256.Size
+}
+
+// decodeClaims parses a flat claims object with exactly the members of Claims (org and b optional).
 func decodeClaims(data []byte) (*Claims, error) {
 	var (
 		c    Claims
@@ -250,6 +260,12 @@ func decodeClaims(data []byte) (*Claims, error) {
 			dst = &c.Subject
 		case "jti":
 			dst = &c.ID
+		case "b":
+			h, ok := val.(string)
+			if !ok || !validBodyHash(h) {
+				return errors.New(`"b" is not a base64url SHA-256`)
+			}
+			c.Body = h
 		case "app":
 			b, ok := val.(bool)
 			if !ok {
