@@ -10,14 +10,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
-	"net"
 	"net/netip"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/orgauthz/orgauthz/internal/confload"
 	"github.com/orgauthz/orgauthz/sidecar/decision"
 	"github.com/orgauthz/orgauthz/sidecar/internal/policy"
 )
@@ -41,21 +44,23 @@ var allowedAlgorithms = []string{"ES256", "ES384", "ES512", "RS256", "RS384", "R
 // environment variable and a YAML key of the same name (see internal/confload). Start from
 // Default; Validate reports every problem at once.
 type Config struct {
-	// Issuers are the exact Logto issuers accepted (iss), e.g. "http://127.0.0.1:3001/oidc". Each
-	// one's keys are read from issuer+"/jwks". No normalisation: a trailing slash or another
-	// scheme is another issuer. Required. Danger: every token an issuer listed here signs is
-	// trusted; list only your own tenant.
-	Issuers []string `flag:"issuer" usage:"accepted Logto issuer, exactly as in the token's iss (repeatable; required)"`
+	// Issuers are the exact Logto issuers accepted (iss), e.g. "https://tenant.logto.app/oidc".
+	// Each one's keys are read from issuer+"/jwks", so it must be https, or http to a loopback
+	// host (127.0.0.0/8, ::1, localhost) such as the emulator's "http://127.0.0.1:3001/oidc": keys
+	// fetched in cleartext over a network could be replaced and tokens forged. No normalisation:
+	// a trailing slash or another scheme is another issuer. Required. Danger: every token an
+	// issuer listed here signs is trusted; list only your own tenant.
+	Issuers []string `flag:"issuer" usage:"accepted Logto issuer, exactly as in the token's iss; https, or http only to a loopback host (repeatable; required)"`
 	// APIResource is the app's API resource indicator: tokens for it are organization_api (with
-	// organization_id) or global_api. Empty accepts no such token.
-	APIResource string `flag:"api-resource" usage:"the app's API resource indicator (organization_api and global_api tokens)"`
+	// organization_id) or global_api. Required.
+	APIResource string `flag:"api-resource" usage:"the app's API resource indicator (organization_api and global_api tokens; required)"`
 	// AdminResource is the indicator whose permissions only global roles grant: tokens for it
-	// are admin. Empty accepts no admin token. Danger: it MUST NOT be the API resource, and its
-	// permissions MUST NOT be attached to any organization role.
-	AdminResource string `flag:"admin-resource" usage:"the admin resource indicator (admin tokens; grant its permissions only through global roles)"`
+	// are admin. Required. Danger: it MUST NOT be the API resource, and its permissions MUST NOT
+	// be attached to any organization role.
+	AdminResource string `flag:"admin-resource" usage:"the admin resource indicator (admin tokens; grant its permissions only through global roles; required)"`
 	// Policies is the directory of Rego modules and data, watched for changes. Default "policies".
 	Policies string `flag:"policies" usage:"directory of Rego policies and data (package orgauthz), hot-reloaded"`
-	// GRPCAddr is the ext_authz gRPC listen address. Default 127.0.0.1:9191. Danger: the service
+	// GRPCAddr is the ext_authz gRPC listen address, host:port. Default 127.0.0.1:9191. Danger: the service
 	// has no authentication of its own; keep it on loopback or a private network.
 	GRPCAddr string `flag:"grpc-addr" usage:"ext_authz gRPC listen address"`
 	// HTTPAddr serves /healthz, /readyz, /metrics, /envoy/… and /forward-auth. Default
@@ -116,16 +121,21 @@ func (c *Config) Validate() error {
 		bad("--issuer is required")
 	}
 	for _, iss := range c.Issuers {
-		if u, err := url.Parse(iss); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" ||
+		u, err := url.Parse(iss)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" ||
 			u.RawQuery != "" || u.Fragment != "" || u.User != nil {
 			bad("--issuer %q is not an http(s) URL without query or fragment", iss)
+		} else if err := confload.CheckTransport(u); err != nil {
+			bad("--issuer %q: %w", iss, err)
 		}
 	}
 	if c.APIResource != "" && c.APIResource == c.AdminResource {
 		bad("--admin-resource must differ from --api-resource")
 	}
 	for _, s := range []struct{ flag, value string }{{"api-resource", c.APIResource}, {"admin-resource", c.AdminResource}} {
-		if u, err := url.Parse(s.value); s.value != "" && (err != nil || u.Scheme == "") {
+		if s.value == "" {
+			bad("--%s is required", s.flag)
+		} else if u, err := url.Parse(s.value); err != nil || u.Scheme == "" {
 			bad("--%s %q is not an absolute URI", s.flag, s.value)
 		}
 	}
@@ -133,8 +143,8 @@ func (c *Config) Validate() error {
 		bad("--policies is required")
 	}
 	for _, s := range []struct{ flag, value string }{{"grpc-addr", c.GRPCAddr}, {"http-addr", c.HTTPAddr}} {
-		if _, port, err := net.SplitHostPort(s.value); err != nil || port == "" {
-			bad("--%s %q is not host:port", s.flag, s.value)
+		if err := confload.CheckHostPort(s.value); err != nil {
+			bad("--%s %q: %w", s.flag, s.value, err)
 		}
 	}
 	if c.GRPCAddr != "" && c.GRPCAddr == c.HTTPAddr {
@@ -175,20 +185,45 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Check is what --check does: Validate, then load the decision key and compile the policy
-// directory as New would. It reports every problem at once.
+// Check is what --check does: Validate, load the decision key and compile the policy directory
+// as New would. It reports every problem at once.
 func (c *Config) Check(ctx context.Context) error {
-	if err := c.Validate(); err != nil {
-		return err
+	errs := []error{c.Validate()}
+	if c.DecisionKey != "" { // else Validate said it is required
+		if _, err := decision.LoadSigner(c.DecisionKey, c.DecisionTTL); err != nil {
+			errs = append(errs, fmt.Errorf("sidecar: decision key: %w", err))
+		}
 	}
-	var errs []error
-	if _, err := decision.LoadSigner(c.DecisionKey, c.DecisionTTL); err != nil {
-		errs = append(errs, fmt.Errorf("sidecar: decision key: %w", err))
-	}
-	if err := policy.Check(ctx, c.Policies); err != nil {
-		errs = append(errs, fmt.Errorf("sidecar: policies %s: %w", c.Policies, err))
+	if c.Policies != "" {
+		if err := policyDir(c.Policies); err != nil {
+			errs = append(errs, err)
+		} else if err := policy.Check(ctx, c.Policies); err != nil {
+			errs = append(errs, fmt.Errorf("sidecar: policy directory %q: %w", c.Policies, err))
+		}
 	}
 	return errors.Join(errs...)
+}
+
+// policyDir says in one line what is wrong with the policy directory, if it is missing or not a
+// directory, naming the working directory a relative path is read from.
+func policyDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if err == nil && fi.IsDir() {
+		return nil
+	}
+	where := fmt.Sprintf("%q", dir)
+	if !filepath.IsAbs(dir) {
+		if wd, err := os.Getwd(); err == nil {
+			where += " (relative to " + wd + ")"
+		}
+	}
+	switch {
+	case err == nil:
+		return fmt.Errorf("sidecar: policy directory %s is not a directory", where)
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("sidecar: policy directory %s does not exist", where)
+	}
+	return fmt.Errorf("sidecar: policy directory %s: %w", where, err)
 }
 
 // parseLevel reads a --log-level value.

@@ -1,11 +1,9 @@
 package sidecar
 
 import (
-	"errors"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 )
@@ -187,50 +185,5 @@ func TestFilterPolicyHeaders(t *testing.T) {
 func TestScopeParam(t *testing.T) {
 	if got, want := scopeParam([]string{"org:delete", `a"b`, "", `x\y`, "member:add"}), "org:delete member:add"; got != want {
 		t.Errorf("scopeParam = %q, want %q", got, want)
-	}
-}
-
-func TestConfigValidate(t *testing.T) {
-	good := Default()
-	good.Issuers = []string{"http://127.0.0.1:3001/oidc"}
-	good.DecisionKey = "key.pem"
-	if err := good.Validate(); err != nil {
-		t.Fatalf("Validate(good) = %v", err)
-	}
-	bad := Config{
-		Issuers:        []string{"ftp://x", "http://x/oidc?q=1"},
-		APIResource:    "https://same",
-		AdminResource:  "https://same",
-		GRPCAddr:       "nope",
-		HTTPAddr:       "127.0.0.1:9192",
-		DecisionTTL:    time.Minute,
-		ClockSkew:      time.Hour,
-		TokenCacheSize: -1,
-		LogLevel:       "loud",
-		Algorithms:     []string{"HS256", "none"},
-		TrustedProxies: []string{"10.0.0.0/33", "not-an-ip"},
-		MaxBodyBytes:   -1,
-		JWKSRefresh:    time.Second,
-	}
-	err := bad.Validate()
-	if err == nil {
-		t.Fatal("Validate(bad) = nil")
-	}
-	for _, want := range []string{
-		`--issuer "ftp://x"`, `--issuer "http://x/oidc?q=1"`, "--admin-resource must differ", "--policies is required",
-		`--grpc-addr "nope"`, "--decision-key is required", "--decision-ttl", "--clock-skew", "--token-cache-size",
-		"--log-level", `"HS256"`, `"none"`, `"10.0.0.0/33"`, `"not-an-ip"`, "--max-body-bytes", "--jwks-refresh",
-	} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("Validate error lacks %q:\n%v", want, err)
-		}
-	}
-	var joined interface{ Unwrap() []error }
-	if !errors.As(err, &joined) || len(joined.Unwrap()) != 15 {
-		t.Errorf("Validate reported problems in one error, want each separately")
-	}
-	none := Config{}
-	if err := none.Validate(); err == nil || !strings.Contains(err.Error(), "--issuer is required") {
-		t.Errorf("Validate(zero) = %v, want --issuer is required", err)
 	}
 }

@@ -1,0 +1,165 @@
+package sidecar
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/orgauthz/orgauthz/sidecar/decision"
+)
+
+// validConfig returns a Config that passes Validate, naming a decision key that may not exist.
+func validConfig() Config {
+	c := Default()
+	c.Issuers = []string{"http://127.0.0.1:3001/oidc"}
+	c.APIResource, c.AdminResource = "https://api.example.com", "https://admin.example.com"
+	c.DecisionKey = "key.pem"
+	return c
+}
+
+func TestConfigValidate(t *testing.T) {
+	good := validConfig()
+	if err := good.Validate(); err != nil {
+		t.Fatalf("Validate(good) = %v", err)
+	}
+	bad := Config{
+		Issuers:        []string{"ftp://x", "http://x/oidc?q=1", "http://tenant.logto.app/oidc"},
+		APIResource:    "https://same",
+		AdminResource:  "https://same",
+		GRPCAddr:       "nope",
+		HTTPAddr:       "127.0.0.1:0",
+		DecisionTTL:    time.Minute,
+		ClockSkew:      time.Hour,
+		TokenCacheSize: -1,
+		LogLevel:       "loud",
+		Algorithms:     []string{"HS256", "none"},
+		TrustedProxies: []string{"10.0.0.0/33", "not-an-ip"},
+		MaxBodyBytes:   -1,
+		JWKSRefresh:    time.Second,
+	}
+	err := bad.Validate()
+	if err == nil {
+		t.Fatal("Validate(bad) = nil")
+	}
+	for _, want := range []string{
+		`--issuer "ftp://x"`, `--issuer "http://x/oidc?q=1"`, `--issuer "http://tenant.logto.app/oidc": http is allowed only to a loopback host`,
+		"--admin-resource must differ", "--policies is required", `--grpc-addr "nope"`, `--http-addr "127.0.0.1:0"`,
+		"--decision-key is required", "--decision-ttl", "--clock-skew", "--token-cache-size", "--log-level",
+		`"HS256"`, `"none"`, `"10.0.0.0/33"`, `"not-an-ip"`, "--max-body-bytes", "--jwks-refresh",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate error lacks %q:\n%v", want, err)
+		}
+	}
+	var joined interface{ Unwrap() []error }
+	if !errors.As(err, &joined) || len(joined.Unwrap()) != 17 {
+		t.Errorf("Validate reported %d problems, want each of 17 separately:\n%v", len(joined.Unwrap()), err)
+	}
+	none := Config{}
+	err = none.Validate()
+	for _, want := range []string{"--issuer is required", "--api-resource is required", "--admin-resource is required"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate(zero) = %v, want %q", err, want)
+		}
+	}
+}
+
+func TestConfigValidateSettings(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		change  func(*Config)
+		wantErr string // "" means valid
+	}{
+		{"https issuer", func(c *Config) { c.Issuers = []string{"https://tenant.logto.app/oidc"} }, ""},
+		{"loopback issuers", func(c *Config) {
+			c.Issuers = []string{"http://127.0.0.1:3001/oidc", "http://[::1]:3001/oidc", "http://localhost:3001/oidc"}
+		}, ""},
+		{"cleartext issuer", func(c *Config) { c.Issuers = []string{"http://logto.internal:3001/oidc"} }, "loopback"},
+		{"cleartext private address", func(c *Config) { c.Issuers = []string{"http://10.0.0.5/oidc"} }, "loopback"},
+		{"loopback look-alike", func(c *Config) { c.Issuers = []string{"http://127.0.0.1.nip.io/oidc"} }, "loopback"},
+		{"no api resource", func(c *Config) { c.APIResource = "" }, "--api-resource is required"},
+		{"no admin resource", func(c *Config) { c.AdminResource = "" }, "--admin-resource is required"},
+		{"any interface", func(c *Config) { c.GRPCAddr = ":9191" }, ""},
+		{"port 0", func(c *Config) { c.GRPCAddr = "127.0.0.1:0" }, "--grpc-addr"},
+		{"port too large", func(c *Config) { c.HTTPAddr = "127.0.0.1:65536" }, "--http-addr"},
+		{"named port", func(c *Config) { c.HTTPAddr = "127.0.0.1:http" }, "--http-addr"},
+		{"no port", func(c *Config) { c.HTTPAddr = "127.0.0.1" }, "--http-addr"},
+	} {
+		c := validConfig()
+		tc.change(&c)
+		err := c.Validate()
+		switch {
+		case tc.wantErr == "" && err != nil:
+			t.Errorf("Validate(%s) = %v, want nil", tc.name, err)
+		case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+			t.Errorf("Validate(%s) = %v, want an error mentioning %q", tc.name, err, tc.wantErr)
+		}
+	}
+}
+
+func TestConfigCheck(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "decision.pem")
+	if err := decision.GenerateKey(key, filepath.Join(dir, "decision.pub.pem")); err != nil {
+		t.Fatal(err)
+	}
+	notKey := filepath.Join(dir, "not-a-key.pem")
+	if err := os.WriteFile(notKey, []byte("not a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	broken := t.TempDir()
+	if err := os.WriteFile(filepath.Join(broken, "x.rego"), []byte("package orgauthz\n\ndecision := {"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for _, tc := range []struct {
+		name   string
+		change func(*Config)
+		want   []string // nil means ok
+		never  []string
+	}{
+		{"ok", func(c *Config) {}, nil, nil},
+		{"every problem at once", func(c *Config) { c.Issuers = nil; c.DecisionKey = notKey; c.Policies = broken },
+			[]string{"--issuer is required", "decision key", `policy directory "` + broken + `"`}, nil},
+		{"missing relative directory", func(c *Config) { c.Policies = "no-such-policies" },
+			[]string{`sidecar: policy directory "no-such-policies" (relative to ` + wd + `) does not exist`}, []string{"lstat", "policy:"}},
+		{"missing absolute directory", func(c *Config) { c.Policies = filepath.Join(dir, "gone") },
+			[]string{`sidecar: policy directory "` + filepath.Join(dir, "gone") + `" does not exist`}, []string{"relative to", "lstat"}},
+		{"file, not a directory", func(c *Config) { c.Policies = key },
+			[]string{`policy directory "` + key + `" is not a directory`}, nil},
+		{"no key, no duplicate", func(c *Config) { c.DecisionKey = "" },
+			[]string{"--decision-key is required"}, []string{"decision key:"}},
+	} {
+		c := validConfig()
+		c.DecisionKey, c.Policies = key, "../policies"
+		tc.change(&c)
+		err := c.Check(t.Context())
+		if tc.want == nil {
+			if err != nil {
+				t.Errorf("Check(%s) = %v, want nil", tc.name, err)
+			}
+			continue
+		}
+		if err == nil {
+			t.Errorf("Check(%s) = nil, want an error", tc.name)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("Check(%s) = %v\nwant it to mention %q", tc.name, err, w)
+			}
+		}
+		for _, n := range tc.never {
+			if strings.Contains(err.Error(), n) {
+				t.Errorf("Check(%s) = %v\nwant it not to mention %q", tc.name, err, n)
+			}
+		}
+	}
+}
