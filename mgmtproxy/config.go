@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -15,20 +15,23 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/orgauthz/orgauthz/internal/confload"
 	"github.com/orgauthz/orgauthz/sidecar/decision"
 )
 
 // Config is everything mgmtproxy needs. Load it with internal/confload: every field with a flag tag is
 // also an ORGAUTHZ_* environment variable and a key of the YAML config file. Start from DefaultConfig.
 type Config struct {
-	// ListenAddr is where mgmtproxy serves: host:port, or unix:/path/to.sock for a Unix socket.
-	// Default 127.0.0.1:8081. Only Envoy (or the front proxy) should reach it: anything that can
-	// reach it with a valid decision acts with the M2M app's power.
-	ListenAddr string `flag:"listen-addr" usage:"listen address: host:port or unix:/path/to.sock"`
+	// ListenAddr is where mgmtproxy serves: host:port (port 1 to 65535), or unix:/abs/path.sock for
+	// a Unix socket. Default 127.0.0.1:8081. Only Envoy (or the front proxy) should reach it:
+	// anything that can reach it with a valid decision acts with the M2M app's power.
+	ListenAddr string `flag:"listen-addr" usage:"listen address: host:port or unix:/absolute/path.sock"`
 
-	// LogtoEndpoint is Logto's base URL, e.g. http://127.0.0.1:3001 or https://<tenant>.logto.app.
-	// The token endpoint is <endpoint>/oidc/token and the Management API <endpoint>/api. Required.
-	LogtoEndpoint string `flag:"logto-endpoint" usage:"Logto base URL, e.g. http://127.0.0.1:3001"`
+	// LogtoEndpoint is Logto's base URL, e.g. https://<tenant>.logto.app, or http to a loopback
+	// host (127.0.0.0/8, ::1, localhost) such as the emulator's http://127.0.0.1:3001: the M2M
+	// secret and tokens must not cross a network in cleartext. The token endpoint is
+	// <endpoint>/oidc/token and the Management API <endpoint>/api. Required.
+	LogtoEndpoint string `flag:"logto-endpoint" usage:"Logto base URL, e.g. https://tenant.logto.app; http only to a loopback host, e.g. http://127.0.0.1:3001 (required)"`
 
 	// M2MAppID is the ID of the machine-to-machine app that holds the Management API role. Required.
 	M2MAppID string `flag:"m2m-app-id" usage:"ID of the Logto machine-to-machine app"`
@@ -98,11 +101,11 @@ func (c *Config) Validate() error {
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf("mgmtproxy: "+format, a...)) }
 
 	if path, ok := strings.CutPrefix(c.ListenAddr, "unix:"); ok {
-		if path == "" {
-			add("--listen-addr unix: needs a socket path")
+		if path == "" || !filepath.IsAbs(path) {
+			add("--listen-addr %q: unix: needs an absolute socket path", c.ListenAddr)
 		}
-	} else if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
-		add("--listen-addr %q: want host:port or unix:/path", c.ListenAddr)
+	} else if err := confload.CheckHostPort(c.ListenAddr); err != nil {
+		add("--listen-addr %q: %w (or unix:/absolute/path.sock)", c.ListenAddr, err)
 	}
 	if _, err := c.logtoBase(); err != nil {
 		errs = append(errs, err)
@@ -163,6 +166,9 @@ func (c *Config) logtoBase() (*url.URL, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
 		u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
 		return nil, fmt.Errorf("mgmtproxy: --logto-endpoint %q: want an http(s) URL without credentials, query or fragment", c.LogtoEndpoint)
+	}
+	if err := confload.CheckTransport(u); err != nil {
+		return nil, fmt.Errorf("mgmtproxy: --logto-endpoint %q: %w", c.LogtoEndpoint, err)
 	}
 	return u, nil
 }

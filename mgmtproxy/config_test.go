@@ -44,6 +44,13 @@ func TestValidate(t *testing.T) {
 	}{
 		{"listen addr", func(c *Config) { c.ListenAddr = "8081" }, []string{"--listen-addr"}},
 		{"unix without path", func(c *Config) { c.ListenAddr = "unix:" }, []string{"socket path"}},
+		{"unix relative path", func(c *Config) { c.ListenAddr = "unix:m.sock" }, []string{"absolute socket path"}},
+		{"listen port 0", func(c *Config) { c.ListenAddr = "127.0.0.1:0" }, []string{"--listen-addr", "1 to 65535"}},
+		{"listen port too large", func(c *Config) { c.ListenAddr = "0.0.0.0:70000" }, []string{"--listen-addr"}},
+		{"listen named port", func(c *Config) { c.ListenAddr = "127.0.0.1:http" }, []string{"--listen-addr"}},
+		{"endpoint cleartext to a network host", func(c *Config) { c.LogtoEndpoint = "http://logto.internal:3001" }, []string{"--logto-endpoint", "loopback"}},
+		{"endpoint cleartext to a private address", func(c *Config) { c.LogtoEndpoint = "http://10.1.2.3" }, []string{"--logto-endpoint", "loopback"}},
+		{"endpoint cleartext to a loopback look-alike", func(c *Config) { c.LogtoEndpoint = "http://localhost.example.com" }, []string{"--logto-endpoint", "loopback"}},
 		{"endpoint missing", func(c *Config) { c.LogtoEndpoint = "" }, []string{"--logto-endpoint is required"}},
 		{"endpoint with credentials", func(c *Config) { c.LogtoEndpoint = "http://u:p@logto" }, []string{"--logto-endpoint"}},
 		{"endpoint ftp", func(c *Config) { c.LogtoEndpoint = "ftp://logto" }, []string{"--logto-endpoint"}},
@@ -75,6 +82,25 @@ func TestValidate(t *testing.T) {
 			if !strings.Contains(err.Error(), w) {
 				t.Errorf("Validate(%s) = %q, want it to mention %q", tc.name, err, w)
 			}
+		}
+	}
+}
+
+func TestValidateAccepts(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(*Config)
+	}{
+		{"https endpoint", func(c *Config) { c.LogtoEndpoint = "https://tenant.logto.app" }},
+		{"localhost endpoint", func(c *Config) { c.LogtoEndpoint = "http://localhost:3001" }},
+		{"IPv6 loopback endpoint", func(c *Config) { c.LogtoEndpoint = "http://[::1]:3001/" }},
+		{"every interface", func(c *Config) { c.ListenAddr = ":8081" }},
+		{"unix socket", func(c *Config) { c.ListenAddr = "unix:/run/orgauthz/m.sock" }},
+	} {
+		c := validConfig(t)
+		tc.change(&c)
+		if err := c.Validate(); err != nil {
+			t.Errorf("Validate(%s) = %v, want nil", tc.name, err)
 		}
 	}
 }
