@@ -31,7 +31,8 @@ const envoyHeadersToRemove = "x-envoy-auth-headers-to-remove"
 //	/healthz        200 while the process runs
 //	/readyz         200 when keys and a policy are loaded, else 503
 //	/metrics        Prometheus metrics of this Server
-//	/envoy/…        Envoy's HTTP ext_authz mode: the original method, the original target after /envoy
+//	/envoy/…        Envoy's HTTP ext_authz mode: the original method, the original target after /envoy,
+//	                the body when Envoy sends it (with_request_body); only from --trusted-proxy peers
 //	/forward-auth   nginx auth_request, Caddy forward_auth, Traefik forwardAuth: the original method and
 //	                URI from X-Forwarded-Method/-Uri or X-Original-Method/-URI, honoured only from
 //	                --trusted-proxy peers. No body is ever seen here: routes whose policy checks the
@@ -126,8 +127,13 @@ func httpRawRequest(r *http.Request) *rawRequest {
 }
 
 // envoyRequest reads a request of Envoy's HTTP ext_authz mode.
+// Only --trusted-proxy peers may ask: the answer is a signed decision for whatever method, path and
+// body the caller names, so an untrusted caller could otherwise mint one for mgmtproxy directly.
 func (s *Server) envoyRequest(r *http.Request) (*rawRequest, *verdict) {
 	raw := httpRawRequest(r)
+	if !s.trustedPeer(r) {
+		return raw, &verdict{status: http.StatusForbidden, reason: reasonUntrustedProxy}
+	}
 	raw.target = strings.TrimPrefix(r.RequestURI, envoyPrefix)
 	if raw.target == "" || raw.target[0] == '?' {
 		raw.target = "/" + raw.target
@@ -147,8 +153,7 @@ func (s *Server) envoyRequest(r *http.Request) (*rawRequest, *verdict) {
 // proxy's headers, believed only when the peer is a trusted proxy.
 func (s *Server) forwardAuthRequest(r *http.Request) (*rawRequest, *verdict) {
 	raw := httpRawRequest(r)
-	peer, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil || !s.trustedPeer(peer.Addr()) {
+	if !s.trustedPeer(r) {
 		return raw, &verdict{status: http.StatusForbidden, reason: reasonUntrustedProxy}
 	}
 	method, okM := forwarded(r.Header, "X-Forwarded-Method", "X-Original-Method")
@@ -180,8 +185,13 @@ func forwarded(h http.Header, names ...string) (string, bool) {
 	return value, found
 }
 
-func (s *Server) trustedPeer(a netip.Addr) bool {
-	a = a.Unmap()
+// trustedPeer reports whether r comes from a --trusted-proxy peer.
+func (s *Server) trustedPeer(r *http.Request) bool {
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	a := peer.Addr().Unmap()
 	for _, p := range s.trusted {
 		if p.Contains(a) {
 			return true

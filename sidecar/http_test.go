@@ -99,15 +99,74 @@ func TestHTTPCheckEndpoints(t *testing.T) {
 	}
 }
 
-// TestForwardAuthUntrustedPeer: forwarded headers from a peer outside --trusted-proxy are refused.
-func TestForwardAuthUntrustedPeer(t *testing.T) {
+// TestUntrustedPeer: both check endpoints refuse a peer outside --trusted-proxy, since either answers
+// with a signed decision for a request the caller describes.
+func TestUntrustedPeer(t *testing.T) {
 	h := newHarness(t, true, func(c *Config) { c.TrustedProxies = []string{"10.0.0.0/8"} })
 	tok := h.mint(*org("o1", "org:read"))
-	tc := httpTest{method: "GET", target: "/forward-auth", withToken: true, wantStatus: 403, wantReason: "untrusted_proxy",
-		headers: map[string]string{"X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/api/organizations/o1"}}
-	tc.run(t, h, tok)
-	// The Envoy endpoint needs no forwarded headers and still answers.
-	httpTest{method: "GET", target: "/envoy/api/organizations/o1", withToken: true, wantStatus: 200, wantMethod: "GET", wantPath: "/api/organizations/o1"}.run(t, h, tok)
+	tests := []httpTest{
+		{name: "forward-auth", method: "GET", target: "/forward-auth", withToken: true, wantStatus: 403, wantReason: "untrusted_proxy",
+			headers: map[string]string{"X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/api/organizations/o1"}},
+		{name: "envoy", method: "GET", target: "/envoy/api/organizations/o1", withToken: true, wantStatus: 403, wantReason: "untrusted_proxy"},
+		{name: "envoy bare prefix", method: "GET", target: "/envoy", withToken: true, wantStatus: 403, wantReason: "untrusted_proxy"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.run(t, h, tok)
+		})
+	}
+	// The refusal comes before any token check or policy: nothing was verified or decided.
+	if got := h.get(t, "/metrics", nil).body; !strings.Contains(got, `orgauthz_sidecar_decisions_total{reason="untrusted_proxy",result="deny"} 3`) {
+		t.Errorf("metrics do not count 3 untrusted_proxy denials:\n%s", got)
+	}
+}
+
+// TestEnvoyHTTPBodyBound: an allow of /envoy/… for a request with a body binds the decision to that
+// body's hash; one without a body binds none.
+func TestEnvoyHTTPBodyBound(t *testing.T) {
+	h := newHarness(t, true)
+	tok := h.mint(*org("o1", "member:role member:read"))
+	tests := []struct {
+		name, method, target, body string
+	}{
+		{"assign member role", "POST", "/envoy/api/organizations/o1/users/u2/roles", `{"organizationRoleNames":["member"]}`},
+		{"assign member role, spaced", "POST", "/envoy/api/organizations/o1/users/u2/roles", "{ \"organizationRoleNames\" : [ \"member\" ] }\n"},
+		{"no body", "GET", "/envoy/api/organizations/o1/users/u2/roles", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req, err := http.NewRequest(tc.method, h.httpURL+tc.target, strings.NewReader(tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Authorization", "Bearer "+tok)
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatalf("%s %s: %v", tc.method, tc.target, err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("%s %s status = %d, want 200", tc.method, tc.target, resp.StatusCode)
+			}
+			path := strings.TrimPrefix(tc.target, "/envoy")
+			c, err := h.verifier.Verify(resp.Header.Get(decision.Header), tc.method, path)
+			if err != nil {
+				t.Fatalf("%s %s decision does not verify: %v", tc.method, tc.target, err)
+			}
+			if want := bodyClaim(tc.body); c.Body != want {
+				t.Errorf("%s %s decision b = %q, want %q", tc.method, tc.target, c.Body, want)
+			}
+			if err := c.CheckBody([]byte(tc.body), tc.body != ""); err != nil {
+				t.Errorf("CheckBody(the body sent) = %v, want nil", err)
+			}
+			if tc.body != "" {
+				if err := c.CheckBody([]byte(`{"organizationRoleNames":["admin"]}`), true); decision.ReasonOf(err) != decision.ReasonBodyMismatch {
+					t.Errorf("CheckBody(another body) = %v, want %s", err, decision.ReasonBodyMismatch)
+				}
+			}
+		})
+	}
 }
 
 func TestHTTPHealthAndMetrics(t *testing.T) {

@@ -293,6 +293,10 @@ func (s *Server) decide(ctx context.Context, raw *rawRequest) (*request, *verdic
 	v := &verdict{status: http.StatusOK, reason: reasonCode(d.Reason, "allowed"), route: d.Route, claims: claims}
 	v.headers, v.dropped = filterPolicyHeaders(d.Headers)
 	dc := decision.Claims{Method: req.method, Path: req.path, Route: d.Route}
+	if len(req.rawRequest.body) > 0 {
+		// Bind the exact bytes the proxy showed us, so mgmtproxy refuses any other body with this decision.
+		dc.Body = decision.BodyHash(req.rawRequest.body)
+	}
 	if claims != nil {
 		dc.Kind, dc.App, dc.Org, dc.Subject = string(claims.Kind), claims.IsApp, claims.OrganizationID, claims.Subject
 	}

@@ -1,6 +1,8 @@
 package sidecar
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -67,6 +69,9 @@ func (tc checkTest) run(t *testing.T, h *harness) {
 	if c.Route != tc.wantRoute {
 		t.Errorf("Check(%s %s) route = %q, want %q", tc.method, tc.target, c.Route, tc.wantRoute)
 	}
+	if want := bodyClaim(tc.body); c.Body != want {
+		t.Errorf("Check(%s %s) decision b = %q, want %q (the hash of the body sent)", tc.method, tc.target, c.Body, want)
+	}
 	if tc.token != nil {
 		if got := a.headers[headerTokenKind]; got != tc.token.kind || c.Kind != tc.token.kind {
 			t.Errorf("Check(%s %s) token kind header %q, decision %q, want %q", tc.method, tc.target, got, c.Kind, tc.token.kind)
@@ -89,6 +94,15 @@ func (tc checkTest) run(t *testing.T, h *harness) {
 			t.Errorf("Check(%s %s) headers_to_remove = %q, want it to hold %q", tc.method, tc.target, a.remove, want)
 		}
 	}
+}
+
+// bodyClaim is the "b" a decision must carry for a request body: none without one.
+func bodyClaim(body string) string {
+	if body == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(body))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
 func mapValues(m map[string]string) []string {
