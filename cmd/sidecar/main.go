@@ -2,7 +2,7 @@
 // checks over HTTP for nginx, Caddy and Traefik. See package sidecar.
 //
 //	sidecar [flags]                                  serve until SIGINT or SIGTERM
-//	sidecar --check [flags]                          validate the configuration and compile the policies
+//	sidecar --check [flags]                          validate the configuration, load the key, compile the policies
 //	sidecar keygen --private key.pem --public pub.pem  write an Ed25519 key pair for signed decisions
 package main
 
@@ -31,7 +31,12 @@ gRPC ext_authz v3 and grpc.health.v1 listen on --grpc-addr; --http-addr serves /
 forward_auth, Traefik forwardAuth; X-Forwarded-Method/-Uri honoured only from --trusted-proxy).
 
 Settings come from flags, ORGAUTHZ_* environment variables and a YAML file (--config), flags
-winning. Exit status: 0 ok, 1 failure, 2 invalid configuration.
+winning. --issuer must be https, or http to a loopback host (127.0.0.0/8, ::1, localhost).
+--check validates the configuration, loads the decision key and compiles the policies, as serving
+does first, and prints "sidecar: configuration ok".
+
+Exit status: 0 after --check or --help; 2 for an invalid configuration, with every problem on
+stderr; 1 when serving fails, e.g. a listen address already in use.
 
   sidecar keygen --private PATH --public PATH   writes an Ed25519 key pair (never overwrites)`
 
@@ -48,20 +53,21 @@ func (e configError) Unwrap() error { return e.error }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
-	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-		return
-	case errors.As(err, new(configError)):
-		fmt.Fprintln(os.Stderr, err)
-		stop()
-		os.Exit(exitBadConfig)
-	default:
-		fmt.Fprintln(os.Stderr, err)
-		stop()
-		os.Exit(exitFailure)
+	stop()
+	os.Exit(report(err, os.Stderr))
+}
+
+// report prints err, if there is one to print, and returns the exit status for it.
+func report(err error, stderr io.Writer) int {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return 0
 	}
+	fmt.Fprintln(stderr, err)
+	if errors.As(err, new(configError)) {
+		return exitBadConfig
+	}
+	return exitFailure
 }
 
 // run is the program: keygen, --check, or serve until ctx ends.
@@ -75,17 +81,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if errors.Is(err, flag.ErrHelp) {
 		return err
 	}
-	if err != nil {
-		return configError{err}
-	}
-	if err := cfg.Validate(); err != nil {
+	// Whatever Load could not read, check the rest too, so that one run reports every problem.
+	if err := errors.Join(err, cfg.Check(ctx)); err != nil {
 		return configError{err}
 	}
 	if res.Check {
-		if err := cfg.Check(ctx); err != nil {
-			return fmt.Errorf("sidecar: --check: %w", err)
-		}
-		fmt.Fprintln(stdout, "config ok")
+		fmt.Fprintln(stdout, "sidecar: configuration ok")
 		return nil
 	}
 	s, err := sidecar.New(ctx, cfg, cfg.NewLogger(stderr))
@@ -98,11 +99,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // keygen writes a new decision key pair.
 func keygen(args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("sidecar keygen", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	priv := fs.String("private", "", "path of the Ed25519 PKCS#8 private key to write (mode 0600), for --decision-key")
 	pub := fs.String("public", "", "path of the PKIX public key to write, for mgmtproxy")
+	// The usage goes to stderr once; the error is left to report, not printed here as well.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage of sidecar keygen:")
+		fs.SetOutput(stderr)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return configError{fmt.Errorf("sidecar keygen: %w", err)}
 	}
 	if *priv == "" || *pub == "" || fs.NArg() > 0 {
 		fs.Usage()

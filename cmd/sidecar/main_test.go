@@ -5,9 +5,12 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -57,6 +60,25 @@ func TestRunConfig(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(broken, "x.rego"), []byte("package orgauthz\n\ndecision := {"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	valid := []string{"--issuer", "http://127.0.0.1:3001/oidc", "--api-resource", "https://api.example.com",
+		"--admin-resource", "https://admin.example.com", "--decision-key", key, "--policies", "../../policies"}
+	// with returns valid with the settings in args (name, value pairs, or a bare --check) changed.
+	with := func(args ...string) []string {
+		out := append([]string{}, valid...)
+		for i := 0; i < len(args); i++ {
+			if args[i] == "--check" {
+				out = append([]string{"--check"}, out...)
+				continue
+			}
+			j := slices.Index(out, args[i])
+			if j < 0 {
+				t.Fatalf("with(%q): %s is not in valid", args, args[i])
+			}
+			out[j+1] = args[i+1]
+			i++
+		}
+		return out
+	}
 	tests := []struct {
 		name       string
 		args       []string
@@ -65,11 +87,22 @@ func TestRunConfig(t *testing.T) {
 		wantConfig bool     // exit status 2
 		wantOut    string
 	}{
-		{name: "check ok", args: []string{"--check", "--issuer", "http://127.0.0.1:3001/oidc", "--decision-key", key, "--policies", "../../policies"}, wantOut: "config ok"},
-		{name: "check ok from env", args: []string{"--check"}, env: map[string]string{"ORGAUTHZ_ISSUER": "http://127.0.0.1:3001/oidc", "ORGAUTHZ_DECISION_KEY": key, "ORGAUTHZ_POLICIES": "../../policies"}, wantOut: "config ok"},
-		{name: "check broken policy", args: []string{"--check", "--issuer", "http://127.0.0.1:3001/oidc", "--decision-key", key, "--policies", broken}, wantErr: []string{"policy"}},
-		{name: "check bad key", args: []string{"--check", "--issuer", "http://127.0.0.1:3001/oidc", "--decision-key", "../../go.mod", "--policies", broken}, wantErr: []string{"decision key", "policies"}},
+		{name: "check ok", args: with("--check"), wantOut: "sidecar: configuration ok\n"},
+		{name: "check ok from env", args: []string{"--check"}, env: map[string]string{"ORGAUTHZ_ISSUER": "https://tenant.logto.app/oidc",
+			"ORGAUTHZ_API_RESOURCE": "https://api.example.com", "ORGAUTHZ_ADMIN_RESOURCE": "https://admin.example.com",
+			"ORGAUTHZ_DECISION_KEY": key, "ORGAUTHZ_POLICIES": "../../policies"}, wantOut: "sidecar: configuration ok\n"},
+		{name: "check broken policy", args: with("--check", "--policies", broken), wantConfig: true, wantErr: []string{"policy"}},
+		{name: "check bad key", args: with("--check", "--decision-key", "../../go.mod", "--policies", broken), wantConfig: true,
+			wantErr: []string{"decision key", "policy directory"}},
+		{name: "check reports everything at once", args: []string{"--check", "--nope", "--decision-key", "../../go.mod", "--policies", "no-such-dir"},
+			env: map[string]string{"ORGAUTHZ_CLOCK_SKEW": "soon"}, wantConfig: true,
+			wantErr: []string{"-nope", "ORGAUTHZ_CLOCK_SKEW", "--issuer is required", "--api-resource is required", "decision key",
+				`policy directory "no-such-dir" (relative to `}},
+		{name: "serving checks the key and policies first", args: with("--decision-key", "../../go.mod"), wantConfig: true, wantErr: []string{"decision key"}},
 		{name: "every problem", args: []string{"--decision-ttl", "1m", "--algorithms", "HS256"}, wantConfig: true, wantErr: []string{"--issuer is required", "--decision-key is required", "--decision-ttl", "HS256"}},
+		{name: "parse and validation problems together", args: []string{"--nope", "--grpc-addr", "127.0.0.1:0"}, wantConfig: true,
+			wantErr: []string{"-nope", "--grpc-addr", "--issuer is required", "--admin-resource is required"}},
+		{name: "cleartext issuer", args: with("--check", "--issuer", "http://logto.example.com/oidc"), wantConfig: true, wantErr: []string{"loopback"}},
 		{name: "unknown flag", args: []string{"--nope"}, wantConfig: true, wantErr: []string{"nope"}},
 		{name: "bad duration", args: []string{"--clock-skew", "soon"}, wantConfig: true, wantErr: []string{"clock-skew"}},
 	}
@@ -82,7 +115,7 @@ func TestRunConfig(t *testing.T) {
 				if err != nil {
 					t.Fatalf("run(%q) = %v", tc.args, err)
 				}
-				if !strings.Contains(stdout.String(), tc.wantOut) {
+				if stdout.String() != tc.wantOut {
 					t.Errorf("run(%q) printed %q, want %q", tc.args, stdout.String(), tc.wantOut)
 				}
 				return
@@ -126,9 +159,65 @@ func TestPortTaken(t *testing.T) {
 	addr := ln.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	err = run(ctx, []string{"--issuer", "http://127.0.0.1:1/oidc", "--decision-key", keypair(t), "--policies", "../../policies",
-		"--grpc-addr", addr, "--http-addr", "127.0.0.1:0"}, noEnv, &bytes.Buffer{}, &bytes.Buffer{})
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	free.Close() // a port that was free a moment ago; the test needs only the taken one to fail
+	err = run(ctx, []string{"--issuer", "http://127.0.0.1:1/oidc", "--api-resource", "https://api.example.com",
+		"--admin-resource", "https://admin.example.com", "--decision-key", keypair(t), "--policies", "../../policies",
+		"--grpc-addr", addr, "--http-addr", free.Addr().String()}, noEnv, &bytes.Buffer{}, &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), addr) {
 		t.Fatalf("run on a taken port = %v, want an error naming %s", err, addr)
+	}
+	if got := report(err, io.Discard); got != exitFailure {
+		t.Errorf("exit status for a taken port = %d, want %d", got, exitFailure)
+	}
+}
+
+func TestReport(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		err        error
+		wantStatus int
+		wantOut    string
+	}{
+		{"success", nil, 0, ""},
+		{"help", flag.ErrHelp, 0, ""},
+		{"configuration", configError{errors.Join(errors.New("sidecar: a"), errors.New("sidecar: b"))}, exitBadConfig, "sidecar: a\nsidecar: b\n"},
+		{"wrapped configuration", fmt.Errorf("x: %w", configError{errors.New("c")}), exitBadConfig, "x: c\n"},
+		{"runtime", errors.New("sidecar: listen: address in use"), exitFailure, "sidecar: listen: address in use\n"},
+	} {
+		var stderr bytes.Buffer
+		if got := report(tc.err, &stderr); got != tc.wantStatus {
+			t.Errorf("report(%s) = %d, want %d", tc.name, got, tc.wantStatus)
+		}
+		if stderr.String() != tc.wantOut {
+			t.Errorf("report(%s) printed %q, want %q", tc.name, stderr.String(), tc.wantOut)
+		}
+	}
+}
+
+// TestBadFlagOutput runs what main does for bad flags: the usage once, the error once, status 2.
+func TestBadFlagOutput(t *testing.T) {
+	for _, tc := range []struct {
+		args      []string
+		usage     string
+		wantError string
+	}{
+		{[]string{"--nope"}, "Usage of sidecar:", "flag provided but not defined: -nope"},
+		{[]string{"keygen", "--nope"}, "Usage of sidecar keygen:", "flag provided but not defined: -nope"},
+	} {
+		var stderr bytes.Buffer
+		status := report(run(context.Background(), tc.args, noEnv, &bytes.Buffer{}, &stderr), &stderr)
+		if status != exitBadConfig {
+			t.Errorf("%q: exit status %d, want %d", tc.args, status, exitBadConfig)
+		}
+		if n := strings.Count(stderr.String(), tc.usage); n != 1 {
+			t.Errorf("%q: usage printed %d times, want once:\n%s", tc.args, n, stderr.String())
+		}
+		if n := strings.Count(stderr.String(), tc.wantError); n != 1 {
+			t.Errorf("%q: error printed %d times, want once:\n%s", tc.args, n, stderr.String())
+		}
 	}
 }
