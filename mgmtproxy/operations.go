@@ -25,6 +25,8 @@ type operation struct {
 	segments []string // path template segments; "{…}" matches an ID
 	query    []string // query parameters Logto documents for the operation; all others are dropped
 	action   action
+	// bodyChecked: the policy decides on the body too, so the decision must bind it ("b").
+	bodyChecked bool
 }
 
 // listQuery are the query parameters of Logto's paginated list endpoints.
@@ -35,13 +37,13 @@ var operations = newOperations([]operation{
 	{route: "POST /api/organizations", action: createOrg},
 	{route: "GET /api/organizations", query: listQuery},
 	{route: "GET /api/organizations/{orgId}"},
-	{route: "PATCH /api/organizations/{orgId}"},
+	{route: "PATCH /api/organizations/{orgId}", bodyChecked: true},
 	{route: "DELETE /api/organizations/{orgId}"},
 	{route: "GET /api/organizations/{orgId}/users", query: listQuery, action: listMembers},
 	{route: "POST /api/organizations/{orgId}/users"},
 	{route: "DELETE /api/organizations/{orgId}/users/{userId}"},
 	{route: "GET /api/organizations/{orgId}/users/{userId}/roles"},
-	{route: "POST /api/organizations/{orgId}/users/{userId}/roles"},
+	{route: "POST /api/organizations/{orgId}/users/{userId}/roles", bodyChecked: true},
 	{route: "PUT /api/organizations/{orgId}/users/{userId}/roles"},
 	{route: "DELETE /api/organizations/{orgId}/users/{userId}/roles/{roleId}"},
 	{route: "GET /api/users/{userId}/organizations"},

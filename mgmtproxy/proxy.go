@@ -1,7 +1,8 @@
 // Package mgmtproxy is the credential-injecting proxy between Envoy and the Logto Management API. It
 // knows a fixed list of operations (DESIGN's route table), accepts a request only with a signed decision
-// from the sidecar for exactly that method and path, and calls Logto with the M2M app's token, which it
-// fetches with client credentials and caches. Users never hold Management API power; mgmtproxy never
+// from the sidecar for exactly that method and path (and body, when the decision binds one or the
+// operation's policy reads it), and calls Logto with the M2M app's token, which it fetches with client
+// credentials and caches. Users never hold Management API power; mgmtproxy never
 // sends anything to Logto without a valid decision.
 package mgmtproxy
 
@@ -299,7 +300,9 @@ func (p *Proxy) approve(r *http.Request, req *request) (code, msg string) {
 		}
 	}
 
-	if r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch {
+	// The body goes to Logto for these methods; for any method, a decision that binds one has it checked.
+	sends := r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch
+	if sends || claims.Body != "" || op.bodyChecked {
 		if r.ContentLength > maxBodyBytes {
 			return "body_too_large", fmt.Sprintf("the body exceeds %d bytes", maxBodyBytes)
 		}
@@ -310,7 +313,12 @@ func (p *Proxy) approve(r *http.Request, req *request) (code, msg string) {
 		if len(body) > maxBodyBytes {
 			return "body_too_large", fmt.Sprintf("the body exceeds %d bytes", maxBodyBytes)
 		}
-		req.body = body
+		if err := claims.CheckBody(body, op.bodyChecked); err != nil {
+			return string(decision.ReasonOf(err)), "the decision is not for this request body"
+		}
+		if sends {
+			req.body = body // exactly the bytes checked
+		}
 	}
 	return "", ""
 }

@@ -187,7 +187,9 @@ func TestBodyLimit(t *testing.T) {
 	}
 	// Just under the limit goes through (Logto answers).
 	ok := `{"name":"` + strings.Repeat("y", maxBodyBytes-20) + `"}`
-	if resp := e.do(t, "PATCH", path, ok, e.sign(t, adminClaims("PATCH", path, route))); resp.status != http.StatusOK {
+	c := adminClaims("PATCH", path, route)
+	c.Body = decision.BodyHash([]byte(ok))
+	if resp := e.do(t, "PATCH", path, ok, e.sign(t, c)); resp.status != http.StatusOK {
 		t.Errorf("PATCH with a %d-byte body status = %d (%s), want 200", len(ok), resp.status, resp.body)
 	}
 }
@@ -199,5 +201,103 @@ func TestTwoDecisionHeaders(t *testing.T) {
 	resp := e.do(t, "GET", path, "", e.sign(t, adminClaims("GET", path, route)), decision.Header, e.sign(t, adminClaims("GET", path, route)))
 	if resp.status != http.StatusForbidden {
 		t.Errorf("two decision headers status = %d, want 403", resp.status)
+	}
+}
+
+// TestDecisionBindsBody: a decision whose "b" names another body, or a decision without "b" on a route
+// whose policy reads the body, is refused before anything reaches Logto, however the caller got it.
+func TestDecisionBindsBody(t *testing.T) {
+	e := newEnv(t)
+	bob := e.logto.AddUser("", "bob")
+	e.logto.AddMember(e.org, bob, "member")
+	orgPath := "/api/organizations/" + e.org
+	rolesPath := orgPath + "/users/" + bob + "/roles"
+	const (
+		patchOrg    = "PATCH /api/organizations/{orgId}"
+		assignRoles = "POST /api/organizations/{orgId}/users/{userId}/roles"
+		addMember   = "POST /api/organizations/{orgId}/users"
+		getOrg      = "GET /api/organizations/{orgId}"
+		member      = `{"organizationRoleNames":["member"]}`
+	)
+	// An organization-token decision, as the sidecar signs it for a member:role holder.
+	claims := func(method, path, route, signedBody string, bind bool) decision.Claims {
+		c := decision.Claims{Method: method, Path: path, Route: route, Kind: "organization", Org: e.org, Subject: e.user}
+		if bind {
+			c.Body = decision.BodyHash([]byte(signedBody))
+		}
+		return c
+	}
+	tests := []struct {
+		name, method, path, route string
+		signedBody                string // the body the decision was signed for
+		bind                      bool   // the decision carries b
+		sentBody                  string
+		code                      string
+	}{
+		{"roles: member signed, admin sent", "POST", rolesPath, assignRoles, member, true, `{"organizationRoleNames":["admin"]}`, "decision_body_mismatch"},
+		{"roles: same JSON, other bytes", "POST", rolesPath, assignRoles, member, true, member + " ", "decision_body_mismatch"},
+		{"roles: body dropped", "POST", rolesPath, assignRoles, member, true, "", "decision_body_mismatch"},
+		{"roles: no b", "POST", rolesPath, assignRoles, "", false, `{"organizationRoleNames":["admin"]}`, "decision_body_missing"},
+		{"roles: no b, no body", "POST", rolesPath, assignRoles, "", false, "", "decision_body_missing"},
+		{"patch: name signed, customData sent", "PATCH", orgPath, patchOrg, `{"name":"x"}`, true, `{"name":"x","customData":{"plan":"enterprise"}}`, "decision_body_mismatch"},
+		{"patch: no b", "PATCH", orgPath, patchOrg, "", false, `{"isMfaRequired":false}`, "decision_body_missing"},
+		{"add member: other body", "POST", orgPath + "/users", addMember, `{"userIds":["` + bob + `"]}`, true, `{"userIds":["` + e.user + `"]}`, "decision_body_mismatch"},
+		{"GET with b, body missing", "GET", orgPath, getOrg, `{}`, true, "", "decision_body_mismatch"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dec := e.sign(t, claims(tc.method, tc.path, tc.route, tc.signedBody, tc.bind))
+			resp := e.do(t, tc.method, tc.path, tc.sentBody, dec)
+			if resp.status != http.StatusForbidden {
+				t.Fatalf("status = %d (%s), want 403", resp.status, resp.body)
+			}
+			var body apiError
+			resp.json(t, &body)
+			if body.Code != tc.code {
+				t.Errorf("code = %q, want %q", body.Code, tc.code)
+			}
+		})
+	}
+	if m, tk := e.logto.Calls(fakelogto.TargetManagement), e.logto.Calls(fakelogto.TargetToken); m != 0 || tk != 0 || len(e.seen) != 0 {
+		t.Errorf("after refused requests: %d Management API and %d token calls, %d requests at the spy; want none", m, tk, len(e.seen))
+	}
+}
+
+// TestVerifiedBodyForwarded: the bytes whose hash the decision binds are what Logto receives, byte for
+// byte; a decision without b on a route whose policy does not read the body (what forward-auth proxies
+// produce) still passes its body.
+func TestVerifiedBodyForwarded(t *testing.T) {
+	e := newEnv(t)
+	bob := e.logto.AddUser("", "bob")
+	e.logto.AddMember(e.org, bob, "member")
+	carol := e.logto.AddUser("", "carol")
+	orgPath := "/api/organizations/" + e.org
+	tests := []struct {
+		name, method, path, route, body string
+		bind                            bool
+	}{
+		{"assign roles, odd spacing", "POST", orgPath + "/users/" + bob + "/roles", "POST /api/organizations/{orgId}/users/{userId}/roles", "{ \"organizationRoleNames\" :\t[\"member\"] }\n", true},
+		{"patch, unicode", "PATCH", orgPath, "PATCH /api/organizations/{orgId}", `{"name":"Acme \u00e9\u00e8 ✓","description":"d"}`, true},
+		{"add member, no b", "POST", orgPath + "/users", "POST /api/organizations/{orgId}/users", `{"userIds":["` + carol + `"]}`, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := adminClaims(tc.method, tc.path, tc.route)
+			if tc.bind {
+				c.Body = decision.BodyHash([]byte(tc.body))
+			}
+			before := len(e.management())
+			resp := e.do(t, tc.method, tc.path, tc.body, e.sign(t, c))
+			if resp.status >= 300 {
+				t.Fatalf("status = %d (%s), want Logto's 2xx", resp.status, resp.body)
+			}
+			mgmt := e.management()
+			if len(mgmt) != before+1 {
+				t.Fatalf("%d Management API calls, want 1", len(mgmt)-before)
+			}
+			if got := mgmt[len(mgmt)-1].body; got != tc.body {
+				t.Errorf("Logto got body %q, want %q byte for byte", got, tc.body)
+			}
+		})
 	}
 }
