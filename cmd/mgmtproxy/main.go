@@ -19,35 +19,61 @@ import (
 
 const about = `mgmtproxy forwards allowed requests to the Logto Management API with machine-to-machine
 credentials. Each request needs the sidecar's signed decision (x-orgauthz-decision) for exactly its
-method and path; without one it answers 403 and calls nothing. Settings come from flags, ORGAUTHZ_*
-environment variables and a YAML file (--config), flags winning. The M2M secret comes from
---m2m-app-secret-file or ORGAUTHZ_M2M_APP_SECRET, never a flag value.`
+method and path; without one it answers 403 and calls nothing.
+
+Settings come from flags, ORGAUTHZ_* environment variables and a YAML file (--config), flags
+winning. The M2M secret comes from --m2m-app-secret-file or ORGAUTHZ_M2M_APP_SECRET (config file
+key m2m-app-secret), never a flag value. --logto-endpoint must be https, or http to a loopback host
+(127.0.0.0/8, ::1, localhost). --check validates the configuration, reading the secret and key
+files, as serving does first, and prints "mgmtproxy: configuration ok".
+
+Exit status: 0 after --check or --help; 2 for an invalid configuration, with every problem on
+stderr; 1 when serving fails, e.g. a listen address already in use.`
+
+// Exit statuses.
+const (
+	exitFailure   = 1
+	exitBadConfig = 2
+)
+
+// configError marks an invalid configuration: exit status 2.
+type configError struct{ error }
+
+func (e configError) Unwrap() error { return e.error }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return
-		}
-		fmt.Fprintln(os.Stderr, err)
-		stop()
-		os.Exit(1)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(report(err, os.Stderr))
+}
+
+// report prints err, if there is one to print, and returns the exit status for it.
+func report(err error, stderr io.Writer) int {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return 0
 	}
+	fmt.Fprintln(stderr, err)
+	if errors.As(err, new(configError)) {
+		return exitBadConfig
+	}
+	return exitFailure
 }
 
 // run loads the configuration and serves until ctx ends; with --check it only validates.
-func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg := mgmtproxy.DefaultConfig()
-	res, err := confload.Load(&cfg, confload.Options{Name: "mgmtproxy", Args: args, Getenv: getenv, Output: stderr, About: about})
-	if err != nil {
+	res, err := confload.Load(&cfg, confload.Options{Name: "mgmtproxy", Args: args, Getenv: getenv, Output: stderr, About: about,
+		Check: "validate the configuration, reading the secret and key files, then exit"})
+	if errors.Is(err, flag.ErrHelp) {
 		return err
 	}
+	// Whatever Load could not read, validate the rest too, so that one run reports every problem.
+	if err := errors.Join(err, cfg.Validate()); err != nil {
+		return configError{err}
+	}
 	if res.Check {
-		if err := cfg.Validate(); err != nil {
-			return err
-		}
-		fmt.Fprintln(stderr, "mgmtproxy: configuration ok")
+		fmt.Fprintln(stdout, "mgmtproxy: configuration ok")
 		return nil
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevelValue()}))

@@ -9,6 +9,8 @@ import (
 	"encoding/pem"
 	"errors"
 	"flag"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,34 +41,76 @@ func TestRun(t *testing.T) {
 	base := []string{"--logto-endpoint", "http://127.0.0.1:3001", "--m2m-app-id", "app1", "--decision-public-key", key}
 
 	for _, tc := range []struct {
-		name    string
-		args    []string
-		wantErr string // "" means success
-		wantOut string
+		name       string
+		args       []string
+		wantErr    []string // nil means success
+		wantStatus int
+		wantOut    string // stdout
+		wantStderr string
 	}{
-		{"help", []string{"--help"}, flag.ErrHelp.Error(), "--m2m-app-secret-file"},
-		{"check ok", append([]string{"--check"}, base...), "", "configuration ok"},
-		{"check reports every problem", []string{"--check", "--logto-endpoint", "ftp://x", "--bulk-concurrency", "0"}, "--m2m-app-id", ""},
-		{"secret is not a flag", append([]string{"--check", "--m2m-app-secret", "x"}, base...), "flag provided but not defined", ""},
-		{"unknown argument", append([]string{"--check", "extra"}, base...), "unexpected arguments", ""},
+		{"help", []string{"--help"}, nil, 0, "", "ORGAUTHZ_M2M_APP_SECRET (config file key m2m-app-secret)"},
+		{"check ok", append([]string{"--check"}, base...), nil, 0, "mgmtproxy: configuration ok\n", ""},
+		{"check reports every problem", []string{"--check", "--logto-endpoint", "ftp://x", "--bulk-concurrency", "0"},
+			[]string{"--m2m-app-id", "--logto-endpoint", "--bulk-concurrency", "--decision-public-key is required"}, exitBadConfig, "", ""},
+		{"parse and validation problems together", []string{"--check", "--nope", "--upstream-timeout", "soon", "--listen-addr", "127.0.0.1:0"},
+			[]string{"flag provided but not defined: -nope", "--upstream-timeout", "--listen-addr", "--m2m-app-id is required", "--logto-endpoint is required"},
+			exitBadConfig, "", "Usage of mgmtproxy:"},
+		{"invalid without --check", []string{"--logto-endpoint", "http://logto.example.com"}, []string{"loopback"}, exitBadConfig, "", ""},
+		{"secret is not a flag", append([]string{"--check", "--m2m-app-secret", "x"}, base...), []string{"flag provided but not defined"}, exitBadConfig, "", ""},
+		{"unknown argument", append([]string{"--check", "extra"}, base...), []string{"unexpected arguments"}, exitBadConfig, "", ""},
 	} {
-		var out bytes.Buffer
-		err := run(context.Background(), tc.args, getenv, &out)
-		switch {
-		case tc.wantErr == "" && err != nil:
-			t.Errorf("%s: run = %v, want nil", tc.name, err)
-		case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
-			t.Errorf("%s: run = %v, want an error containing %q", tc.name, err, tc.wantErr)
+		var stdout, stderr bytes.Buffer
+		err := run(context.Background(), tc.args, getenv, &stdout, &stderr)
+		for _, want := range tc.wantErr {
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: run = %v, want an error containing %q", tc.name, err, want)
+			}
 		}
-		if tc.wantOut != "" && !strings.Contains(out.String(), tc.wantOut) {
-			t.Errorf("%s: output %q lacks %q", tc.name, out.String(), tc.wantOut)
+		if tc.wantErr == nil && err != nil && !errors.Is(err, flag.ErrHelp) {
+			t.Errorf("%s: run = %v, want success", tc.name, err)
 		}
-		if strings.Contains(out.String(), "from-env-secret") {
+		if got := report(err, &stderr); got != tc.wantStatus {
+			t.Errorf("%s: exit status %d, want %d", tc.name, got, tc.wantStatus)
+		}
+		if stdout.String() != tc.wantOut {
+			t.Errorf("%s: stdout %q, want %q", tc.name, stdout.String(), tc.wantOut)
+		}
+		if !strings.Contains(stderr.String(), tc.wantStderr) {
+			t.Errorf("%s: stderr %q lacks %q", tc.name, stderr.String(), tc.wantStderr)
+		}
+		for _, w := range tc.wantErr { // report printed each problem once
+			if n := strings.Count(stderr.String(), w); n != 1 {
+				t.Errorf("%s: stderr has %q %d times, want once:\n%s", tc.name, w, n, stderr.String())
+			}
+		}
+		if strings.Contains(stdout.String()+stderr.String(), "from-env-secret") {
 			t.Errorf("%s: output shows the secret", tc.name)
 		}
 	}
-	if err := run(context.Background(), []string{"--help"}, getenv, &bytes.Buffer{}); !errors.Is(err, flag.ErrHelp) {
+	if err := run(context.Background(), []string{"--help"}, getenv, &bytes.Buffer{}, &bytes.Buffer{}); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("run(--help) = %v, want flag.ErrHelp (exit 0)", err)
+	}
+}
+
+func TestReport(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		err        error
+		wantStatus int
+		wantOut    string
+	}{
+		{"success", nil, 0, ""},
+		{"help", flag.ErrHelp, 0, ""},
+		{"configuration", configError{errors.Join(errors.New("mgmtproxy: a"), errors.New("mgmtproxy: b"))}, exitBadConfig, "mgmtproxy: a\nmgmtproxy: b\n"},
+		{"runtime", errors.New("mgmtproxy: listen: address in use"), exitFailure, "mgmtproxy: listen: address in use\n"},
+	} {
+		var stderr bytes.Buffer
+		if got := report(tc.err, &stderr); got != tc.wantStatus {
+			t.Errorf("report(%s) = %d, want %d", tc.name, got, tc.wantStatus)
+		}
+		if stderr.String() != tc.wantOut {
+			t.Errorf("report(%s) printed %q, want %q", tc.name, stderr.String(), tc.wantOut)
+		}
 	}
 }
 
@@ -84,10 +128,32 @@ func TestRunServesUntilCancelled(t *testing.T) {
 					return "s"
 				}
 				return ""
-			}, &logs)
+			}, &logs, &logs)
 	}()
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("run after cancel = %v, want nil", err)
+	}
+}
+
+func TestRunPortTaken(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	getenv := func(k string) string {
+		if k == "ORGAUTHZ_M2M_APP_SECRET" {
+			return "s"
+		}
+		return ""
+	}
+	err = run(t.Context(), []string{"--listen-addr", ln.Addr().String(), "--logto-endpoint", "http://127.0.0.1:1",
+		"--m2m-app-id", "app1", "--decision-public-key", publicKeyFile(t)}, getenv, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), ln.Addr().String()) {
+		t.Fatalf("run on a taken port = %v, want an error naming %s", err, ln.Addr())
+	}
+	if got := report(err, io.Discard); got != exitFailure {
+		t.Errorf("exit status for a taken port = %d, want %d", got, exitFailure)
 	}
 }
