@@ -9,7 +9,8 @@
 //
 // `flag:"-"` with an `env` tag makes a setting that only the environment or the file may set (secrets).
 // Supported field types: string, []string (repeatable flag, comma-separated variable, YAML list), bool,
-// int, float64 and time.Duration.
+// int, float64 and time.Duration. CheckTransport and CheckHostPort are checks both binaries'
+// Validate share.
 package confload
 
 import (
