@@ -30,34 +30,11 @@ files, as serving does first, and prints "mgmtproxy: configuration ok".
 Exit status: 0 after --check or --help; 2 for an invalid configuration, with every problem on
 stderr; 1 when serving fails, e.g. a listen address already in use.`
 
-// Exit statuses.
-const (
-	exitFailure   = 1
-	exitBadConfig = 2
-)
-
-// configError marks an invalid configuration: exit status 2.
-type configError struct{ error }
-
-func (e configError) Unwrap() error { return e.error }
-
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()
-	os.Exit(report(err, os.Stderr))
-}
-
-// report prints err, if there is one to print, and returns the exit status for it.
-func report(err error, stderr io.Writer) int {
-	if err == nil || errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	fmt.Fprintln(stderr, err)
-	if errors.As(err, new(configError)) {
-		return exitBadConfig
-	}
-	return exitFailure
+	os.Exit(confload.Report(err, os.Stderr))
 }
 
 // run loads the configuration and serves until ctx ends; with --check it only validates.
@@ -70,7 +47,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	// Whatever Load could not read, validate the rest too, so that one run reports every problem.
 	if err := errors.Join(err, cfg.Validate()); err != nil {
-		return configError{err}
+		return confload.InvalidConfig(err)
 	}
 	if res.Check {
 		fmt.Fprintln(stdout, "mgmtproxy: configuration ok")

@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/orgauthz/orgauthz/internal/confload"
 )
 
 func publicKeyFile(t *testing.T) string {
@@ -51,13 +53,13 @@ func TestRun(t *testing.T) {
 		{"help", []string{"--help"}, nil, 0, "", "ORGAUTHZ_M2M_APP_SECRET (config file key m2m-app-secret)"},
 		{"check ok", append([]string{"--check"}, base...), nil, 0, "mgmtproxy: configuration ok\n", ""},
 		{"check reports every problem", []string{"--check", "--logto-endpoint", "ftp://x", "--bulk-concurrency", "0"},
-			[]string{"--m2m-app-id", "--logto-endpoint", "--bulk-concurrency", "--decision-public-key is required"}, exitBadConfig, "", ""},
+			[]string{"--m2m-app-id", "--logto-endpoint", "--bulk-concurrency", "--decision-public-key is required"}, confload.ExitBadConfig, "", ""},
 		{"parse and validation problems together", []string{"--check", "--nope", "--upstream-timeout", "soon", "--listen-addr", "127.0.0.1:0"},
 			[]string{"flag provided but not defined: -nope", "--upstream-timeout", "--listen-addr", "--m2m-app-id is required", "--logto-endpoint is required"},
-			exitBadConfig, "", "Usage of mgmtproxy:"},
-		{"invalid without --check", []string{"--logto-endpoint", "http://logto.example.com"}, []string{"loopback"}, exitBadConfig, "", ""},
-		{"secret is not a flag", append([]string{"--check", "--m2m-app-secret", "x"}, base...), []string{"flag provided but not defined"}, exitBadConfig, "", ""},
-		{"unknown argument", append([]string{"--check", "extra"}, base...), []string{"unexpected arguments"}, exitBadConfig, "", ""},
+			confload.ExitBadConfig, "", "Usage of mgmtproxy:"},
+		{"invalid without --check", []string{"--logto-endpoint", "http://logto.example.com"}, []string{"loopback"}, confload.ExitBadConfig, "", ""},
+		{"secret is not a flag", append([]string{"--check", "--m2m-app-secret", "x"}, base...), []string{"flag provided but not defined"}, confload.ExitBadConfig, "", ""},
+		{"unknown argument", append([]string{"--check", "extra"}, base...), []string{"unexpected arguments"}, confload.ExitBadConfig, "", ""},
 	} {
 		var stdout, stderr bytes.Buffer
 		err := run(context.Background(), tc.args, getenv, &stdout, &stderr)
@@ -69,7 +71,7 @@ func TestRun(t *testing.T) {
 		if tc.wantErr == nil && err != nil && !errors.Is(err, flag.ErrHelp) {
 			t.Errorf("%s: run = %v, want success", tc.name, err)
 		}
-		if got := report(err, &stderr); got != tc.wantStatus {
+		if got := confload.Report(err, &stderr); got != tc.wantStatus {
 			t.Errorf("%s: exit status %d, want %d", tc.name, got, tc.wantStatus)
 		}
 		if stdout.String() != tc.wantOut {
@@ -89,28 +91,6 @@ func TestRun(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"--help"}, getenv, &bytes.Buffer{}, &bytes.Buffer{}); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("run(--help) = %v, want flag.ErrHelp (exit 0)", err)
-	}
-}
-
-func TestReport(t *testing.T) {
-	for _, tc := range []struct {
-		name       string
-		err        error
-		wantStatus int
-		wantOut    string
-	}{
-		{"success", nil, 0, ""},
-		{"help", flag.ErrHelp, 0, ""},
-		{"configuration", configError{errors.Join(errors.New("mgmtproxy: a"), errors.New("mgmtproxy: b"))}, exitBadConfig, "mgmtproxy: a\nmgmtproxy: b\n"},
-		{"runtime", errors.New("mgmtproxy: listen: address in use"), exitFailure, "mgmtproxy: listen: address in use\n"},
-	} {
-		var stderr bytes.Buffer
-		if got := report(tc.err, &stderr); got != tc.wantStatus {
-			t.Errorf("report(%s) = %d, want %d", tc.name, got, tc.wantStatus)
-		}
-		if stderr.String() != tc.wantOut {
-			t.Errorf("report(%s) printed %q, want %q", tc.name, stderr.String(), tc.wantOut)
-		}
 	}
 }
 
@@ -153,7 +133,7 @@ func TestRunPortTaken(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), ln.Addr().String()) {
 		t.Fatalf("run on a taken port = %v, want an error naming %s", err, ln.Addr())
 	}
-	if got := report(err, io.Discard); got != exitFailure {
-		t.Errorf("exit status for a taken port = %d, want %d", got, exitFailure)
+	if got := confload.Report(err, io.Discard); got != confload.ExitFailure {
+		t.Errorf("exit status for a taken port = %d, want %d", got, confload.ExitFailure)
 	}
 }

@@ -40,34 +40,11 @@ stderr; 1 when serving fails, e.g. a listen address already in use.
 
   sidecar keygen --private PATH --public PATH   writes an Ed25519 key pair (never overwrites)`
 
-// Exit statuses.
-const (
-	exitFailure   = 1
-	exitBadConfig = 2
-)
-
-// configError marks an invalid configuration: exit status 2.
-type configError struct{ error }
-
-func (e configError) Unwrap() error { return e.error }
-
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()
-	os.Exit(report(err, os.Stderr))
-}
-
-// report prints err, if there is one to print, and returns the exit status for it.
-func report(err error, stderr io.Writer) int {
-	if err == nil || errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	fmt.Fprintln(stderr, err)
-	if errors.As(err, new(configError)) {
-		return exitBadConfig
-	}
-	return exitFailure
+	os.Exit(confload.Report(err, os.Stderr))
 }
 
 // run is the program: keygen, --check, or serve until ctx ends.
@@ -83,7 +60,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	// Whatever Load could not read, check the rest too, so that one run reports every problem.
 	if err := errors.Join(err, cfg.Check(ctx)); err != nil {
-		return configError{err}
+		return confload.InvalidConfig(err)
 	}
 	if res.Check {
 		fmt.Fprintln(stdout, "sidecar: configuration ok")
@@ -113,11 +90,11 @@ func keygen(args []string, stderr io.Writer) error {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		return configError{fmt.Errorf("sidecar keygen: %w", err)}
+		return confload.InvalidConfig(fmt.Errorf("sidecar keygen: %w", err))
 	}
 	if *priv == "" || *pub == "" || fs.NArg() > 0 {
 		fs.Usage()
-		return configError{errors.New("sidecar keygen: --private and --public are required, and nothing else")}
+		return confload.InvalidConfig(errors.New("sidecar keygen: --private and --public are required, and nothing else"))
 	}
 	if err := decision.GenerateKey(*priv, *pub); err != nil {
 		return err

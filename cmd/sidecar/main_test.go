@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"io"
 	"net"
 	"os"
@@ -13,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/orgauthz/orgauthz/internal/confload"
 )
 
 func noEnv(string) string { return "" }
@@ -49,7 +50,7 @@ func TestKeygen(t *testing.T) {
 		t.Error("second keygen changed the private key")
 	}
 	err := run(context.Background(), []string{"keygen", "--private", filepath.Join(dir, "x.pem")}, noEnv, &bytes.Buffer{}, &bytes.Buffer{})
-	if !errors.As(err, new(configError)) {
+	if !confload.IsInvalidConfig(err) {
 		t.Errorf("keygen without --public: %v, want a config error", err)
 	}
 }
@@ -128,7 +129,7 @@ func TestRunConfig(t *testing.T) {
 					t.Errorf("run(%q) error lacks %q:\n%v", tc.args, want, err)
 				}
 			}
-			if got := errors.As(err, new(configError)); got != tc.wantConfig {
+			if got := confload.IsInvalidConfig(err); got != tc.wantConfig {
 				t.Errorf("run(%q) config error = %v, want %v", tc.args, got, tc.wantConfig)
 			}
 		})
@@ -170,31 +171,8 @@ func TestPortTaken(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), addr) {
 		t.Fatalf("run on a taken port = %v, want an error naming %s", err, addr)
 	}
-	if got := report(err, io.Discard); got != exitFailure {
-		t.Errorf("exit status for a taken port = %d, want %d", got, exitFailure)
-	}
-}
-
-func TestReport(t *testing.T) {
-	for _, tc := range []struct {
-		name       string
-		err        error
-		wantStatus int
-		wantOut    string
-	}{
-		{"success", nil, 0, ""},
-		{"help", flag.ErrHelp, 0, ""},
-		{"configuration", configError{errors.Join(errors.New("sidecar: a"), errors.New("sidecar: b"))}, exitBadConfig, "sidecar: a\nsidecar: b\n"},
-		{"wrapped configuration", fmt.Errorf("x: %w", configError{errors.New("c")}), exitBadConfig, "x: c\n"},
-		{"runtime", errors.New("sidecar: listen: address in use"), exitFailure, "sidecar: listen: address in use\n"},
-	} {
-		var stderr bytes.Buffer
-		if got := report(tc.err, &stderr); got != tc.wantStatus {
-			t.Errorf("report(%s) = %d, want %d", tc.name, got, tc.wantStatus)
-		}
-		if stderr.String() != tc.wantOut {
-			t.Errorf("report(%s) printed %q, want %q", tc.name, stderr.String(), tc.wantOut)
-		}
+	if got := confload.Report(err, io.Discard); got != confload.ExitFailure {
+		t.Errorf("exit status for a taken port = %d, want %d", got, confload.ExitFailure)
 	}
 }
 
@@ -209,9 +187,9 @@ func TestBadFlagOutput(t *testing.T) {
 		{[]string{"keygen", "--nope"}, "Usage of sidecar keygen:", "flag provided but not defined: -nope"},
 	} {
 		var stderr bytes.Buffer
-		status := report(run(context.Background(), tc.args, noEnv, &bytes.Buffer{}, &stderr), &stderr)
-		if status != exitBadConfig {
-			t.Errorf("%q: exit status %d, want %d", tc.args, status, exitBadConfig)
+		status := confload.Report(run(context.Background(), tc.args, noEnv, &bytes.Buffer{}, &stderr), &stderr)
+		if status != confload.ExitBadConfig {
+			t.Errorf("%q: exit status %d, want %d", tc.args, status, confload.ExitBadConfig)
 		}
 		if n := strings.Count(stderr.String(), tc.usage); n != 1 {
 			t.Errorf("%q: usage printed %d times, want once:\n%s", tc.args, n, stderr.String())
