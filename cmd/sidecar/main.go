@@ -32,8 +32,9 @@ forward_auth, Traefik forwardAuth; X-Forwarded-Method/-Uri honoured only from --
 
 Settings come from flags, ORGAUTHZ_* environment variables and a YAML file (--config), flags
 winning. --issuer must be https, or http to a loopback host (127.0.0.0/8, ::1, localhost).
---check validates the configuration, loads the decision key and compiles the policies, as serving
-does first, and prints "sidecar: configuration ok".
+--check validates the configuration, loads the decision key and compiles the policies, and prints
+"sidecar: configuration ok". Serving starts without a loadable policy: not ready, every check 503,
+until a good policy appears in --policies.
 
 Exit status: 0 after --check or --help; 2 for an invalid configuration, with every problem on
 stderr; 1 when serving fails, e.g. a listen address already in use.
@@ -59,16 +60,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	// Whatever Load could not read, check the rest too, so that one run reports every problem.
-	if err := errors.Join(err, cfg.Check(ctx)); err != nil {
-		return confload.InvalidConfig(err)
-	}
 	if res.Check {
+		if err := errors.Join(err, cfg.Check(ctx)); err != nil {
+			return confload.InvalidConfig(err)
+		}
 		fmt.Fprintln(stdout, "sidecar: configuration ok")
 		return nil
 	}
+	if err := errors.Join(err, cfg.Validate()); err != nil {
+		return confload.InvalidConfig(err)
+	}
+	// New loads the decision key and the policy itself. A policy that does not load is not a start-up
+	// failure: the sidecar serves, not ready, answering 503 until a good policy appears (DESIGN).
 	s, err := sidecar.New(ctx, cfg, cfg.NewLogger(stderr))
 	if err != nil {
-		return err
+		return confload.InvalidConfig(err)
 	}
 	return s.Serve(ctx)
 }

@@ -7,11 +7,13 @@ import (
 	"flag"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/orgauthz/orgauthz/internal/confload"
 )
@@ -197,5 +199,46 @@ func TestBadFlagOutput(t *testing.T) {
 		if n := strings.Count(stderr.String(), tc.wantError); n != 1 {
 			t.Errorf("%q: error printed %d times, want once:\n%s", tc.args, n, stderr.String())
 		}
+	}
+}
+
+// TestServesWithoutPolicy: a policy directory with nothing loadable is not a start-up failure. The
+// sidecar serves, not ready (503), as DESIGN asks, and ends cleanly with its context.
+func TestServesWithoutPolicy(t *testing.T) {
+	var addrs []string
+	for range 2 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs = append(addrs, ln.Addr().String())
+		ln.Close()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--issuer", "http://127.0.0.1:1/oidc", "--api-resource", "https://api.example.com",
+			"--admin-resource", "https://admin.example.com", "--decision-key", keypair(t), "--policies", t.TempDir(),
+			"--grpc-addr", addrs[0], "--http-addr", addrs[1]}, noEnv, &bytes.Buffer{}, io.Discard)
+	}()
+	status := 0
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		select {
+		case err := <-done:
+			t.Fatalf("run ended before serving: %v", err)
+		default:
+		}
+		if resp, err := http.Get("http://" + addrs[1] + "/readyz"); err == nil {
+			status = resp.StatusCode
+			resp.Body.Close()
+			break
+		}
+	}
+	if status != http.StatusServiceUnavailable {
+		t.Errorf("/readyz with no policy = %d, want 503", status)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("run after its context ended = %v, want nil", err)
 	}
 }
