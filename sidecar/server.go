@@ -282,15 +282,9 @@ func (s *Server) decide(ctx context.Context, raw *rawRequest) (*request, *verdic
 	case err != nil:
 		return unavailable(reasonPolicyError, err)
 	}
+	// policy.Eval guarantees a deny's status is 400, 401 or 403 and that an allow names its route.
 	if !d.Allow {
-		st := d.Status
-		if st != http.StatusBadRequest && st != http.StatusUnauthorized {
-			st = http.StatusForbidden
-		}
-		return req, &verdict{status: st, reason: reasonCode(d.Reason, "denied"), scopes: d.RequiredScopes, claims: claims}
-	}
-	if d.Route == "" {
-		return unavailable(reasonPolicyError, errors.New("sidecar: policy allowed without naming a route"))
+		return req, &verdict{status: d.Status, reason: reasonCode(d.Reason, "denied"), scopes: d.RequiredScopes, claims: claims}
 	}
 	v := &verdict{status: http.StatusOK, reason: reasonCode(d.Reason, "allowed"), route: d.Route, claims: claims}
 	v.headers, v.dropped = filterPolicyHeaders(d.Headers)
