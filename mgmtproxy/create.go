@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/orgauthz/orgauthz/sidecar/decision"
 )
 
 // reply is a Logto answer read in full (bounded).
@@ -60,7 +62,7 @@ func (p *Proxy) call(ctx context.Context, method, path string, body []byte) (*re
 // the organization is deleted again and the caller gets the error.
 func (p *Proxy) createOrganization(w http.ResponseWriter, r *http.Request, req *request) {
 	c := req.claims
-	byUser := !c.App && c.Kind != "admin"
+	byUser := !c.App && c.Kind != decision.KindAdmin
 	if byUser && !isID(c.Subject) {
 		writeError(w, http.StatusForbidden, "bad_subject", "the decision's subject is not a user ID")
 		return

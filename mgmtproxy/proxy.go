@@ -267,7 +267,7 @@ func (p *Proxy) approve(r *http.Request, req *request) (code, msg string) {
 	}
 	req.claims = claims
 	switch claims.Kind {
-	case "organization", "organization_api", "global_api", "admin":
+	case decision.KindOrganization, decision.KindOrganizationAPI, decision.KindGlobalAPI, decision.KindAdmin:
 	default:
 		return "decision_kind_unknown", "the decision names no known token kind"
 	}
@@ -279,10 +279,10 @@ func (p *Proxy) approve(r *http.Request, req *request) (code, msg string) {
 		return "decision_route_mismatch", "the decision is for another route"
 	}
 	req.op, req.ids = op, ids
-	if org, ok := ids["orgId"]; ok && claims.Org != org && (claims.Org != "" || claims.Kind == "organization" || claims.Kind == "organization_api") {
+	if org, ok := ids["orgId"]; ok && claims.Org != org && (claims.Org != "" || claims.Kind == decision.KindOrganization || claims.Kind == decision.KindOrganizationAPI) {
 		return "decision_org_mismatch", "the decision is for another organization"
 	}
-	if (op.action == bulkCreate || op.action == bulkDelete) && claims.Kind != "admin" {
+	if (op.action == bulkCreate || op.action == bulkDelete) && claims.Kind != decision.KindAdmin {
 		return "admin_only", "bulk operations need an admin token"
 	}
 

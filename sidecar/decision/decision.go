@@ -35,6 +35,15 @@ const (
 	MaxSize = 4 << 10
 )
 
+// The token kinds a decision names (DESIGN's table of token kinds): the sidecar classifies tokens
+// into exactly these, and mgmtproxy branches on them.
+const (
+	KindOrganization    = "organization"     // aud urn:logto:organization:<id>
+	KindOrganizationAPI = "organization_api" // aud the API resource, organization_id present
+	KindGlobalAPI       = "global_api"       // aud the API resource, no organization_id
+	KindAdmin           = "admin"            // aud the admin resource
+)
+
 // Claims are what the policy allowed, for whom, and until when.
 type Claims struct {
 	Method    string `json:"m"`             // request method, upper case

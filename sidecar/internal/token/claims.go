@@ -10,16 +10,19 @@ import (
 	"fmt"
 	"maps"
 	"strconv"
+
+	"github.com/orgauthz/orgauthz/sidecar/decision"
 )
 
 // Kind is what a token is for; DESIGN.md's table of token kinds.
 type Kind string
 
+// The names are the signed decision's (decision.Kind…), so sidecar and mgmtproxy cannot drift apart.
 const (
-	Organization    Kind = "organization"     // aud urn:logto:organization:<id>
-	OrganizationAPI Kind = "organization_api" // aud the API resource, organization_id present
-	GlobalAPI       Kind = "global_api"       // aud the API resource, no organization_id
-	Admin           Kind = "admin"            // aud the admin resource, no organization_id
+	Organization    Kind = decision.KindOrganization
+	OrganizationAPI Kind = decision.KindOrganizationAPI
+	GlobalAPI       Kind = decision.KindGlobalAPI
+	Admin           Kind = decision.KindAdmin
 )
 
 // Claims are the verified facts of one access token. They are shared between requests: never modify them.
