@@ -197,7 +197,7 @@ func (s *Server) AddGlobalRoleWithID(id, name, resource string, scopes ...string
 		panic(fmt.Sprintf("fakelogto: role %q already exists", name))
 	}
 	s.addResourceLocked(resource, scopes)
-	s.t.globalRoles[id] = &globalRole{id: id, name: name, typ: globalRoleUser, scopes: map[string][]string{resource: appendNew(nil, scopes...)}}
+	s.t.globalRoles[id] = &globalRole{id: id, name: name, typ: roleTypeUser, scopes: map[string][]string{resource: appendNew(nil, scopes...)}}
 	return id
 }
 

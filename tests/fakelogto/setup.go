@@ -153,6 +153,19 @@ func (role *orgRole) json() orgRoleJSON {
 	return orgRoleJSON{tenantID, role.id, role.name, role.description, role.typ}
 }
 
+// roleType reads a role's optional "type" ("User" when absent), answering Logto's 400 for another value.
+func roleType(w http.ResponseWriter, b body) (string, bool) {
+	t, ok := b.str("type")
+	if !ok {
+		return roleTypeUser, true
+	}
+	if t != roleTypeUser && t != roleTypeMachine {
+		writeJSON(w, http.StatusBadRequest, invalidInput(zodIssue{Code: "invalid_enum_value", Path: []any{"type"}, Message: "Invalid enum value. Expected 'User' | 'MachineToMachine', received '" + t + "'"}))
+		return "", false
+	}
+	return t, true
+}
+
 func (s *Server) createOrgRole(w http.ResponseWriter, r *http.Request) {
 	b, ok := parse(w, r,
 		field{name: "name", typ: "string", required: true}, field{name: "description", typ: "string", nullable: true},
@@ -160,13 +173,9 @@ func (s *Server) createOrgRole(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	typ := roleTypeUser
-	if t, ok := b.str("type"); ok {
-		if t != roleTypeUser && t != roleTypeMachine {
-			writeJSON(w, http.StatusBadRequest, invalidInput(zodIssue{Code: "invalid_enum_value", Path: []any{"type"}, Message: "Invalid enum value. Expected 'User' | 'MachineToMachine', received '" + t + "'"}))
-			return
-		}
-		typ = t
+	typ, ok := roleType(w, b)
+	if !ok {
+		return
 	}
 	name, _ := b.str("name")
 	s.mu.Lock()
@@ -394,13 +403,9 @@ func (s *Server) createGlobalRole(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	typ := globalRoleUser
-	if t, ok := b.str("type"); ok {
-		if t != globalRoleUser && t != globalRoleMachine {
-			writeJSON(w, http.StatusBadRequest, invalidInput(zodIssue{Code: "invalid_enum_value", Path: []any{"type"}, Message: "Invalid enum value. Expected 'User' | 'MachineToMachine', received '" + t + "'"}))
-			return
-		}
-		typ = t
+	typ, ok := roleType(w, b)
+	if !ok {
+		return
 	}
 	name, _ := b.str("name")
 	s.mu.Lock()

@@ -71,7 +71,7 @@ type organization struct {
 
 func (o *organization) isMember(userID string) bool { return slices.Contains(o.members, userID) }
 
-// Organization role types.
+// Role types, for organization roles and global roles alike.
 const (
 	roleTypeUser    = "User"
 	roleTypeMachine = "MachineToMachine"
@@ -113,12 +113,6 @@ func (r *apiResource) scopeNamed(name string) *scope {
 	}
 	return nil
 }
-
-// Global role types.
-const (
-	globalRoleUser    = "User"
-	globalRoleMachine = "MachineToMachine"
-)
 
 type globalRole struct {
 	id          string
