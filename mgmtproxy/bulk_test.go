@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/orgauthz/orgauthz/tests/fakelogto"
+	"github.com/orgauthz/orgauthz/internal/fakelogto"
 )
 
 type bulkAnswer struct {

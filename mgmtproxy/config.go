@@ -15,8 +15,8 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/orgauthz/orgauthz/decision"
 	"github.com/orgauthz/orgauthz/internal/confload"
-	"github.com/orgauthz/orgauthz/sidecar/decision"
 )
 
 // Config is everything mgmtproxy needs. Load it with internal/confload: every field with a flag tag is

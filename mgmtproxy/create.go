@@ -10,7 +10,7 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/orgauthz/orgauthz/sidecar/decision"
+	"github.com/orgauthz/orgauthz/decision"
 )
 
 // reply is a Logto answer read in full (bounded).

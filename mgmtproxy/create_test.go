@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/orgauthz/orgauthz/sidecar/decision"
+	"github.com/orgauthz/orgauthz/decision"
 )
 
 const createRoute = "POST /api/organizations"

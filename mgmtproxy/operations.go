@@ -4,7 +4,7 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/orgauthz/orgauthz/sidecar/decision"
+	"github.com/orgauthz/orgauthz/decision"
 )
 
 // action says what mgmtproxy does with an operation beyond checking the decision.

@@ -23,8 +23,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/orgauthz/orgauthz/sidecar/decision"
-	"github.com/orgauthz/orgauthz/tests/fakelogto"
+	"github.com/orgauthz/orgauthz/decision"
+	"github.com/orgauthz/orgauthz/internal/fakelogto"
 )
 
 // syncBuffer collects log output from concurrent handlers.

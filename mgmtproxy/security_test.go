@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/orgauthz/orgauthz/sidecar/decision"
-	"github.com/orgauthz/orgauthz/tests/fakelogto"
+	"github.com/orgauthz/orgauthz/decision"
+	"github.com/orgauthz/orgauthz/internal/fakelogto"
 )
 
 // bindingTest is a request whose decision does not fit it: mgmtproxy must answer 403 and call nothing.

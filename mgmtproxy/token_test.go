@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/orgauthz/orgauthz/tests/fakelogto"
+	"github.com/orgauthz/orgauthz/internal/fakelogto"
 )
 
 // clock is a settable clock for the token source.

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/orgauthz/orgauthz/tests/fakelogto"
+	"github.com/orgauthz/orgauthz/internal/fakelogto"
 )
 
 func TestUnauthorizedRefetchesOnce(t *testing.T) {

@@ -7,9 +7,9 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
-	"github.com/orgauthz/orgauthz/sidecar/decision"
+	"github.com/orgauthz/orgauthz/decision"
+	"github.com/orgauthz/orgauthz/internal/envoyclient"
 	"github.com/orgauthz/orgauthz/sidecar/internal/token"
-	"github.com/orgauthz/orgauthz/tests/envoyclient"
 )
 
 func BenchmarkCanonicalPath(b *testing.B) {

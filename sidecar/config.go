@@ -20,8 +20,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/orgauthz/orgauthz/decision"
 	"github.com/orgauthz/orgauthz/internal/confload"
-	"github.com/orgauthz/orgauthz/sidecar/decision"
 	"github.com/orgauthz/orgauthz/sidecar/internal/policy"
 )
 

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/orgauthz/orgauthz/sidecar/decision"
+	"github.com/orgauthz/orgauthz/decision"
 )
 
 // validConfig returns a Config that passes Validate, naming a decision key that may not exist.

@@ -9,7 +9,7 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 
-	"github.com/orgauthz/orgauthz/sidecar/decision"
+	"github.com/orgauthz/orgauthz/decision"
 )
 
 // FuzzParseRequest holds parseRequest's promises for any method, target, Authorization and body:

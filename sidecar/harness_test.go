@@ -18,9 +18,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/orgauthz/orgauthz/sidecar/decision"
-	"github.com/orgauthz/orgauthz/tests/envoyclient"
-	"github.com/orgauthz/orgauthz/tests/fakelogto"
+	"github.com/orgauthz/orgauthz/decision"
+	"github.com/orgauthz/orgauthz/internal/envoyclient"
+	"github.com/orgauthz/orgauthz/internal/fakelogto"
 )
 
 const (

@@ -13,8 +13,8 @@ import (
 
 	"google.golang.org/grpc/codes"
 
-	"github.com/orgauthz/orgauthz/sidecar/decision"
-	"github.com/orgauthz/orgauthz/tests/envoyclient"
+	"github.com/orgauthz/orgauthz/decision"
+	"github.com/orgauthz/orgauthz/internal/envoyclient"
 )
 
 // checkTest is one request through the gRPC Check with a token made from spec.

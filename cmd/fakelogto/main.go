@@ -1,4 +1,4 @@
-// Command fakelogto runs the Logto emulator (package tests/fakelogto) with a small demo
+// Command fakelogto runs the Logto emulator (package internal/fakelogto) with a small demo
 // tenant, for `make run` and local development. It is a development tool, not Logto: it keeps
 // everything in memory, and its demo secrets are public. Never point production at it.
 package main
@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/orgauthz/orgauthz/tests/fakelogto"
+	"github.com/orgauthz/orgauthz/internal/fakelogto"
 )
 
 const about = `fakelogto is a DEVELOPMENT TOOL: an in-memory emulator of a Logto OSS tenant (OIDC discovery,

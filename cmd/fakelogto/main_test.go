@@ -14,7 +14,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/orgauthz/orgauthz/tests/fakelogto"
+	"github.com/orgauthz/orgauthz/internal/fakelogto"
 )
 
 func TestRunServesDemoTenant(t *testing.T) {

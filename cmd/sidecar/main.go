@@ -16,9 +16,9 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/orgauthz/orgauthz/decision"
 	"github.com/orgauthz/orgauthz/internal/confload"
 	"github.com/orgauthz/orgauthz/sidecar"
-	"github.com/orgauthz/orgauthz/sidecar/decision"
 )
 
 const about = `sidecar answers Envoy's ext_authz checks for orgauthz. For each request it canonicalises the

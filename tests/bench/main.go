@@ -25,8 +25,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/orgauthz/orgauthz/sidecar/decision"
-	"github.com/orgauthz/orgauthz/tests/fakelogto"
+	"github.com/orgauthz/orgauthz/decision"
+	"github.com/orgauthz/orgauthz/internal/fakelogto"
 )
 
 // Cores: the servers run on serverCore, the generator (and the in-process emulator) on loadCore.

@@ -10,8 +10,8 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/orgauthz/orgauthz/tests/envoyclient"
-	"github.com/orgauthz/orgauthz/tests/fakelogto"
+	"github.com/orgauthz/orgauthz/internal/envoyclient"
+	"github.com/orgauthz/orgauthz/internal/fakelogto"
 )
 
 // The app's resource indicators, as the sidecar and the baseline are configured.

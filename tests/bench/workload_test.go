@@ -7,7 +7,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/orgauthz/orgauthz/tests/fakelogto"
+	"github.com/orgauthz/orgauthz/internal/fakelogto"
 )
 
 func TestBuildChecks(t *testing.T) {

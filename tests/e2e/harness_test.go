@@ -1,3 +1,5 @@
+//go:build e2e
+
 package e2e
 
 import (
@@ -20,7 +22,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/orgauthz/orgauthz/tests/chain"
+	"github.com/orgauthz/orgauthz/internal/chain"
 )
 
 // harness is one running chain with taps on both of mgmtproxy's sides:

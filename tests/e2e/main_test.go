@@ -1,3 +1,5 @@
+//go:build e2e
+
 // Package e2e runs the user stories of orgauthz through the real binaries: the Logto emulator,
 // the sidecar and mgmtproxy as processes on loopback, entered through the Envoy-faithful
 // ext_authz client over gRPC, through Caddy, and through nginx and Envoy when installed.
@@ -19,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/orgauthz/orgauthz/tests/chain"
+	"github.com/orgauthz/orgauthz/internal/chain"
 )
 
 // build is what TestMain prepared for every test.

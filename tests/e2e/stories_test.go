@@ -1,3 +1,5 @@
+//go:build e2e
+
 package e2e
 
 import (
@@ -10,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/orgauthz/orgauthz/tests/chain"
-	"github.com/orgauthz/orgauthz/tests/envoyclient"
+	"github.com/orgauthz/orgauthz/internal/chain"
+	"github.com/orgauthz/orgauthz/internal/envoyclient"
 )
 
 // Every way into the chain runs the same stories.

@@ -11,7 +11,7 @@ import (
 	"maps"
 	"strconv"
 
-	"github.com/orgauthz/orgauthz/sidecar/decision"
+	"github.com/orgauthz/orgauthz/decision"
 )
 
 // Kind is what a token is for; DESIGN.md's table of token kinds.

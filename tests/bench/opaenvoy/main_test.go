@@ -9,8 +9,8 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
-	"github.com/orgauthz/orgauthz/tests/envoyclient"
-	"github.com/orgauthz/orgauthz/tests/fakelogto"
+	"github.com/orgauthz/orgauthz/internal/envoyclient"
+	"github.com/orgauthz/orgauthz/internal/fakelogto"
 )
 
 const (

@@ -280,7 +280,7 @@ func render(src, dir string, oldnew ...string) (string, error) {
 	}
 	for i := 0; i < len(oldnew); i += 2 {
 		if !strings.Contains(string(b), oldnew[i]) {
-			return "", fmt.Errorf("chain: %s no longer contains %q: update tests/chain to its format", src, oldnew[i])
+			return "", fmt.Errorf("chain: %s no longer contains %q: update internal/chain to its format", src, oldnew[i])
 		}
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {

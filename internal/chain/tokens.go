@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/orgauthz/orgauthz/tests/fakelogto"
+	"github.com/orgauthz/orgauthz/internal/fakelogto"
 )
 
 // Seed is the demo tenant fakelogto wrote to its --seed-file.

@@ -20,7 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/orgauthz/orgauthz/tests/fakelogto"
+	"github.com/orgauthz/orgauthz/internal/fakelogto"
 )
 
 // The test binary doubles as a child process for the process tests: CHAIN_TEST_CHILD says

@@ -20,7 +20,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/orgauthz/orgauthz/tests/chain"
+	"github.com/orgauthz/orgauthz/internal/chain"
 )
 
 func main() {
