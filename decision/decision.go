@@ -14,6 +14,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -75,6 +76,7 @@ const (
 	ReasonTTLTooLong     Reason = "decision_ttl_too_long"
 	ReasonMethodMismatch Reason = "decision_method_mismatch"
 	ReasonPathMismatch   Reason = "decision_path_mismatch"
+	ReasonStale          Reason = "decision_stale" // issued before this process's first Verify (a restart)
 	ReasonReplayed       Reason = "decision_replayed"
 	ReasonReplayFull     Reason = "decision_replay_cache_full"
 )
@@ -89,13 +91,20 @@ const (
 type Error struct {
 	Reason Reason
 	Detail string
+	// KeyID is the decision's kid once its header was read, as sent (possibly unknown): log it, so an
+	// operator sees which key a refused decision names. It is a JSON string of a bounded header.
+	KeyID string
 }
 
 func (e *Error) Error() string {
-	if e.Detail == "" {
-		return "decision: " + string(e.Reason)
+	s := "decision: " + string(e.Reason)
+	if e.Detail != "" {
+		s += ": " + e.Detail
 	}
-	return "decision: " + string(e.Reason) + ": " + e.Detail
+	if e.KeyID != "" {
+		s += fmt.Sprintf(" (kid %.64q)", e.KeyID)
+	}
+	return s
 }
 
 // Is makes errors.Is(err, &Error{Reason: r}) match any Error with reason r, whatever its detail.

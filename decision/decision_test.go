@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -73,7 +74,7 @@ func TestSignVerifyRoundTrip(t *testing.T) {
 	key := newKey(t)
 	s := newSigner(t, key, t0)
 	v := NewVerifier([]ed25519.PublicKey{pubOf(key)})
-	v.Now = fixedClock(t0)
+	v.Now, v.Started = fixedClock(t0), t0.Add(-time.Minute)
 
 	want := sampleClaims()
 	tok := sign(t, s, want)
@@ -167,7 +168,7 @@ func (tc verifyTest) run(t *testing.T, v *Verifier) {
 	if now.IsZero() {
 		now = t0
 	}
-	v.Now = fixedClock(now)
+	v.Now, v.Started = fixedClock(now), t0.Add(-time.Minute)
 	tok := tc.token(t)
 	_, err := v.Verify(tok, method, path)
 	if got := ReasonOf(err); got != tc.want {
@@ -231,6 +232,17 @@ func TestVerify(t *testing.T) {
 		{name: "ttl 30s", token: raw(forge(key, hdr, payload(iat, iat+30, "")))},
 		{name: "ttl an hour", token: raw(forge(key, hdr, payload(iat, iat+3600, ""))), want: ReasonTTLTooLong},
 		{name: "exp before iat", token: raw(forge(key, hdr, payload(iat, iat-1, ""))), want: ReasonMalformed},
+		// Times outside 1970..9999 are refused before any arithmetic, which would otherwise overflow:
+		// exp − iat of MaxInt64 and MinInt64 wraps to −1, and exp + skew wraps negative.
+		{name: "iat MinInt64 exp MaxInt64", token: raw(forge(key, hdr, payload(math.MinInt64, math.MaxInt64, ""))), want: ReasonMalformed},
+		{name: "iat MinInt64 exp now", token: raw(forge(key, hdr, payload(math.MinInt64, iat+10, ""))), want: ReasonMalformed},
+		{name: "iat MinInt64+1 exp MaxInt64", token: raw(forge(key, hdr, payload(math.MinInt64+1, math.MaxInt64-1, ""))), want: ReasonMalformed},
+		{name: "iat and exp near MaxInt64", token: raw(forge(key, hdr, payload(math.MaxInt64-10, math.MaxInt64, ""))), want: ReasonMalformed},
+		{name: "exp MaxInt64 minus skew", token: raw(forge(key, hdr, payload(math.MaxInt64-20, math.MaxInt64-4, ""))), want: ReasonMalformed},
+		{name: "iat negative", token: raw(forge(key, hdr, payload(-5, 5, ""))), want: ReasonMalformed},
+		{name: "exp after 9999", token: raw(forge(key, hdr, payload(253402300799, 253402300800, ""))), want: ReasonMalformed},
+		{name: "exp in 9999", token: raw(forge(key, hdr, payload(253402300790, 253402300799, ""))), want: ReasonNotYetValid},
+		{name: "iat 0", token: raw(forge(key, hdr, payload(0, 10, ""))), want: ReasonExpired},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -244,7 +256,7 @@ func TestVerifyReplay(t *testing.T) {
 	key := newKey(t)
 	s := newSigner(t, key, t0)
 	v := NewVerifier([]ed25519.PublicKey{pubOf(key)})
-	v.Now = fixedClock(t0)
+	v.Now, v.Started = fixedClock(t0), t0.Add(-time.Minute)
 	c := sampleClaims()
 	tok := sign(t, s, c)
 	if _, err := v.Verify(tok, c.Method, c.Path); err != nil {
@@ -274,10 +286,81 @@ func TestVerifyReplay(t *testing.T) {
 	}
 }
 
+// TestVerifyStaleAfterRestart: the replay cache dies with the process, so a new Verifier (a restarted
+// mgmtproxy) refuses every decision issued more than Skew before it started, used before or not.
+func TestVerifyStaleAfterRestart(t *testing.T) {
+	key := newKey(t)
+	c := sampleClaims()
+	old := sign(t, newSigner(t, key, t0), c)
+	before := NewVerifier([]ed25519.PublicKey{pubOf(key)})
+	before.Now, before.Started = fixedClock(t0), t0.Add(-time.Minute)
+	if _, err := before.Verify(old, c.Method, c.Path); err != nil {
+		t.Fatalf("Verify before the restart: %v", err)
+	}
+
+	restart := t0.Add(10 * time.Second)
+	after := NewVerifier([]ed25519.PublicKey{pubOf(key)})
+	after.Now, after.Started = fixedClock(restart), restart
+	tests := []struct {
+		name string
+		iat  time.Time
+		want Reason
+	}{
+		{"the decision used before the restart", t0, ReasonStale},
+		{"issued more than skew before the start", restart.Add(-Skew - time.Second), ReasonStale},
+		{"issued exactly skew before the start", restart.Add(-Skew), ""},
+		{"issued after the start", restart, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tok := old
+			if !tc.iat.Equal(t0) {
+				tok = sign(t, newSigner(t, key, tc.iat), c)
+			}
+			_, err := after.Verify(tok, c.Method, c.Path)
+			if got := ReasonOf(err); got != tc.want {
+				t.Errorf("Verify = %v, want reason %q", err, tc.want)
+			}
+		})
+	}
+	if v := NewVerifier(nil); time.Since(v.Started) > time.Minute || time.Since(v.Started) < 0 {
+		t.Errorf("NewVerifier().Started = %v, want the current time", v.Started)
+	}
+}
+
+// TestVerifyErrorNamesKid: an operator must see which key a refused decision names.
+func TestVerifyErrorNamesKid(t *testing.T) {
+	key, other := newKey(t), newKey(t)
+	v := NewVerifier([]ed25519.PublicKey{pubOf(key)})
+	v.Now, v.Started = fixedClock(t0), t0.Add(-time.Minute)
+	c := sampleClaims()
+	long := strings.Repeat("k", 500)
+	tests := []struct {
+		name, tok, kid string
+		want           Reason
+	}{
+		{"unknown key", sign(t, newSigner(t, other, t0), c), KeyID(pubOf(other)), ReasonUnknownKey},
+		{"bad signature", forge(other, goodHeader(key), payload(t0.Unix(), t0.Unix()+10, "")), KeyID(pubOf(key)), ReasonBadSignature},
+		{"long unknown kid", forge(other, `{"alg":"EdDSA","typ":"orgauthz-decision+jwt","kid":"`+long+`"}`, payload(t0.Unix(), t0.Unix()+10, "")), long, ReasonUnknownKey},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := v.Verify(tc.tok, c.Method, c.Path)
+			var e *Error
+			if !errors.As(err, &e) || e.Reason != tc.want || e.KeyID != tc.kid {
+				t.Fatalf("Verify = %#v, want reason %s naming kid %.20s…", err, tc.want, tc.kid)
+			}
+			if msg := err.Error(); !strings.Contains(msg, tc.kid[:min(len(tc.kid), 40)]) || len(msg) > 200 {
+				t.Errorf("error %q: want the kid, bounded", msg)
+			}
+		})
+	}
+}
+
 func TestVerifyReplayConcurrent(t *testing.T) {
 	key := newKey(t)
 	v := NewVerifier([]ed25519.PublicKey{pubOf(key)})
-	v.Now = fixedClock(t0)
+	v.Now, v.Started = fixedClock(t0), t0.Add(-time.Minute)
 	c := sampleClaims()
 	tok := sign(t, newSigner(t, key, t0), c)
 	var (
@@ -305,7 +388,7 @@ func TestVerifyReplayCacheBound(t *testing.T) {
 	s := newSigner(t, key, t0)
 	v := NewVerifier([]ed25519.PublicKey{pubOf(key)})
 	v.MaxReplayEntries = 3
-	v.Now = fixedClock(t0)
+	v.Now, v.Started = fixedClock(t0), t0.Add(-time.Minute)
 	c := sampleClaims()
 	for i := range 3 {
 		if _, err := v.Verify(sign(t, s, c), c.Method, c.Path); err != nil {
@@ -329,7 +412,7 @@ func TestVerifyReplayCacheBound(t *testing.T) {
 func TestVerifyRotation(t *testing.T) {
 	oldKey, newK, retired := newKey(t), newKey(t), newKey(t)
 	v := NewVerifier([]ed25519.PublicKey{pubOf(oldKey), pubOf(newK)})
-	v.Now = fixedClock(t0)
+	v.Now, v.Started = fixedClock(t0), t0.Add(-time.Minute)
 	c := sampleClaims()
 	for name, k := range map[string]ed25519.PrivateKey{"old": oldKey, "new": newK} {
 		if _, err := v.Verify(sign(t, newSigner(t, k, t0), c), c.Method, c.Path); err != nil {
@@ -407,7 +490,7 @@ func TestVerifyHostile(t *testing.T) {
 	}
 	for _, tc := range tests {
 		v := NewVerifier([]ed25519.PublicKey{pubOf(key)})
-		v.Now = fixedClock(t0)
+		v.Now, v.Started = fixedClock(t0), t0.Add(-time.Minute)
 		_, err := v.Verify(tc.token, "GET", "/api/organizations")
 		if got := ReasonOf(err); got != tc.want {
 			t.Errorf("Verify(%s) reason = %q (err %v), want %q", tc.name, got, err, tc.want)
@@ -415,7 +498,7 @@ func TestVerifyHostile(t *testing.T) {
 	}
 	// The untouched forged token is valid: the cases above fail for the reason they name.
 	v := NewVerifier([]ed25519.PublicKey{pubOf(key)})
-	v.Now = fixedClock(t0)
+	v.Now, v.Started = fixedClock(t0), t0.Add(-time.Minute)
 	if _, err := v.Verify(good, "GET", "/api/organizations"); err != nil {
 		t.Fatalf("Verify(reference token): %v", err)
 	}
@@ -431,7 +514,7 @@ func TestSignVerifyBody(t *testing.T) {
 	key := newKey(t)
 	s := newSigner(t, key, t0)
 	v := NewVerifier([]ed25519.PublicKey{pubOf(key)})
-	v.Now = fixedClock(t0)
+	v.Now, v.Started = fixedClock(t0), t0.Add(-time.Minute)
 	body := []byte(`{"organizationRoleNames":["member"]}`)
 	c := sampleClaims()
 	c.Body = BodyHash(body)
@@ -507,7 +590,7 @@ func TestGenerateKeyLoadBack(t *testing.T) {
 	if err != nil {
 		t.Fatalf("LoadVerifier: %v", err)
 	}
-	v.Now = fixedClock(t0)
+	v.Now, v.Started = fixedClock(t0), t0.Add(-time.Minute)
 	c := sampleClaims()
 	if _, err := v.Verify(sign(t, s, c), c.Method, c.Path); err != nil {
 		t.Errorf("Verify(decision signed by the generated key): %v", err)
@@ -587,7 +670,7 @@ func TestLoadOpenSSLKeys(t *testing.T) {
 		if err != nil {
 			t.Fatalf("LoadVerifier(%s): %v", name, err)
 		}
-		v.Now = fixedClock(t0)
+		v.Now, v.Started = fixedClock(t0), t0.Add(-time.Minute)
 		c := sampleClaims()
 		if _, err := v.Verify(sign(t, s, c), c.Method, c.Path); err != nil {
 			t.Errorf("%s: Verify: %v", name, err)
@@ -684,7 +767,7 @@ func FuzzVerify(f *testing.F) {
 	f.Add(strings.Replace(good, ".", "..", 1))
 	f.Fuzz(func(t *testing.T, tok string) {
 		v := NewVerifier([]ed25519.PublicKey{pubOf(priv)})
-		v.Now = fixedClock(t0)
+		v.Now, v.Started = fixedClock(t0), t0.Add(-time.Minute)
 		c := sampleClaims()
 		if _, err := v.Verify(tok, c.Method, c.Path); err == nil && tok != good {
 			t.Errorf("Verify(%q) accepted a token that is not the signed one", tok)

@@ -30,16 +30,26 @@ type Verifier struct {
 	// decisions (ReasonReplayFull) rather than forget one: fail closed.
 	MaxReplayEntries int
 
+	// Started is when the Verifier began. Its replay cache lives in memory, so a restarted process
+	// would accept decisions already used before: Verify refuses (ReasonStale) every decision issued
+	// more than Skew before Started. NewVerifier sets it to the current time.
+	Started time.Time
+
 	mu   sync.Mutex
 	seen map[string]int64 // jti → exp
 	exps expiryHeap
 }
+
+// maxUnix is 9999-12-31T23:59:59Z, the bound on iat and exp (as on Logto tokens): checked before any
+// arithmetic, so none of it can overflow.
+const maxUnix = 253402300799
 
 // NewVerifier returns a Verifier that accepts decisions signed by any of keys.
 func NewVerifier(keys []ed25519.PublicKey) *Verifier {
 	v := &Verifier{
 		keys:             make(map[string]ed25519.PublicKey, len(keys)),
 		MaxReplayEntries: DefaultReplayEntries,
+		Started:          time.Now(),
 		seen:             make(map[string]int64),
 	}
 	for _, k := range keys {
@@ -83,7 +93,7 @@ func (v *Verifier) KeyIDs() []string {
 
 // Verify checks that token is a decision signed by one of the Verifier's keys, current within Skew, for
 // exactly this method and canonical path, and not seen before; it then records its ID. Every rejection
-// is an *Error whose Reason says why.
+// is an *Error whose Reason says why, and names the kid once the header is read.
 func (v *Verifier) Verify(token, method, path string) (*Claims, error) {
 	if token == "" {
 		return nil, fail(ReasonMissing, "")
@@ -107,7 +117,9 @@ func (v *Verifier) Verify(token, method, path string) (*Claims, error) {
 		}
 		return nil, fail(ReasonMalformed, "header: "+err.Error())
 	}
-	key, ok := v.keys[h.kid]
+	kid := h.kid
+	fail := func(r Reason, detail string) error { return &Error{Reason: r, Detail: detail, KeyID: kid} }
+	key, ok := v.keys[kid]
 	if !ok {
 		return nil, fail(ReasonUnknownKey, "")
 	}
@@ -131,24 +143,29 @@ func (v *Verifier) Verify(token, method, path string) (*Claims, error) {
 	if v.Now != nil {
 		now = v.Now
 	}
-	t := now()
-	skew := int64(Skew / time.Second)
+	t, start := now().Unix(), v.Started.Unix()
+	const skew, maxTTL = int64(Skew / time.Second), int64(MaxTTL / time.Second)
+	// iat and exp are bounded first: every sum and difference below stays far from overflow.
 	switch {
+	case c.IssuedAt < 0 || c.IssuedAt > maxUnix || c.ExpiresAt < 0 || c.ExpiresAt > maxUnix:
+		return nil, fail(ReasonMalformed, "iat or exp outside 1970 to 9999")
 	case c.ExpiresAt <= c.IssuedAt:
 		return nil, fail(ReasonMalformed, "exp is not after iat")
-	case c.ExpiresAt-c.IssuedAt > int64(MaxTTL/time.Second):
-		return nil, fail(ReasonTTLTooLong, fmt.Sprintf("lifetime %d s exceeds %d s", c.ExpiresAt-c.IssuedAt, int64(MaxTTL/time.Second)))
-	case t.Unix() >= c.ExpiresAt+skew:
+	case c.ExpiresAt-c.IssuedAt > maxTTL:
+		return nil, fail(ReasonTTLTooLong, fmt.Sprintf("lifetime %d s exceeds %d s", c.ExpiresAt-c.IssuedAt, maxTTL))
+	case t >= c.ExpiresAt+skew:
 		return nil, fail(ReasonExpired, "")
-	case c.IssuedAt > t.Unix()+skew:
+	case c.IssuedAt > t+skew:
 		return nil, fail(ReasonNotYetValid, "")
+	case c.IssuedAt < start-skew:
+		return nil, fail(ReasonStale, "issued before this process started")
 	case c.Method != method:
 		return nil, fail(ReasonMethodMismatch, "")
 	case c.Path != path:
 		return nil, fail(ReasonPathMismatch, "")
 	}
-	if err := v.remember(c.ID, c.ExpiresAt+skew, t.Unix()); err != nil {
-		return nil, err
+	if err := v.remember(c.ID, c.ExpiresAt+skew, t); err != nil {
+		return nil, &Error{Reason: ReasonOf(err), KeyID: kid}
 	}
 	return c, nil
 }
