@@ -121,7 +121,7 @@ func TestBulkWithoutToken(t *testing.T) {
 	e := newEnv(t)
 	e.logto.SetFault(fakelogto.TargetToken, fakelogto.Down)
 	resp := e.bulk(t, "/bulk/organizations", `{"organizations":[{"name":"a"},{"name":"b"}]}`)
-	wantStatus(t, "bulk without a token", resp, http.StatusServiceUnavailable, "m2m_token_unavailable")
+	wantStatus(t, "bulk without a token", resp, http.StatusBadGateway, "m2m_token_unavailable")
 	wantCalls(t, e, fakelogto.TargetManagement, 0)
 }
 

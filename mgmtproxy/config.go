@@ -95,10 +95,25 @@ const maxSecretBytes = 4 << 10
 
 var fieldName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,63}$`)
 
-// Validate reports every problem with c at once. It reads the secret and key files to check them.
-func (c *Config) Validate() error {
+// Settings are a Config checked and parsed, each setting once: what New runs on. Only Validate
+// makes them, so a Proxy never starts from an unchecked Config.
+type Settings struct {
+	cfg          Config // as given, for what needs no parsing (listen address, IDs, roles, timeout)
+	base         *url.URL
+	resource     string // Management API indicator
+	secret       string
+	verifier     *decision.Verifier
+	bulkLimit    rate.Limit
+	bulkBurst    int
+	memberFields []string
+}
+
+// Validate reports every problem with c at once and returns the parsed settings. It reads the secret
+// and key files: the only place that does.
+func (c *Config) Validate() (*Settings, error) {
 	var errs []error
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf("mgmtproxy: "+format, a...)) }
+	s := &Settings{cfg: *c}
 
 	if path, ok := strings.CutPrefix(c.ListenAddr, "unix:"); ok {
 		if path == "" || !filepath.IsAbs(path) {
@@ -107,13 +122,15 @@ func (c *Config) Validate() error {
 	} else if err := confload.CheckHostPort(c.ListenAddr); err != nil {
 		add("--listen-addr %q: %w (or unix:/absolute/path.sock)", c.ListenAddr, err)
 	}
-	if _, err := c.logtoBase(); err != nil {
+	var err error
+	if s.base, err = c.logtoBase(); err != nil {
 		errs = append(errs, err)
 	}
+	s.resource = c.managementResource(s.base)
 	if c.M2MAppID == "" {
 		add("--m2m-app-id is required")
 	}
-	if _, err := c.secret(); err != nil {
+	if s.secret, err = c.secret(); err != nil {
 		errs = append(errs, err)
 	}
 	if c.ManagementResource != "" {
@@ -131,10 +148,10 @@ func (c *Config) Validate() error {
 	}
 	if len(c.DecisionPublicKeys) == 0 {
 		add("--decision-public-key is required")
-	} else if _, err := decision.LoadVerifier(c.DecisionPublicKeys...); err != nil {
+	} else if s.verifier, err = decision.LoadVerifier(c.DecisionPublicKeys...); err != nil {
 		add("--decision-public-key: %w", err)
 	}
-	if _, _, err := parseRate(c.BulkRate); err != nil {
+	if s.bulkLimit, s.bulkBurst, err = parseRate(c.BulkRate); err != nil {
 		errs = append(errs, err)
 	}
 	if c.BulkConcurrency < 1 || c.BulkConcurrency > 32 {
@@ -146,15 +163,19 @@ func (c *Config) Validate() error {
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
 	}
-	if len(c.memberFields()) == 0 {
+	s.memberFields = c.memberFields()
+	if len(s.memberFields) == 0 {
 		add("--member-fields: at least one field is required")
 	}
-	for _, f := range c.memberFields() {
+	for _, f := range s.memberFields {
 		if !fieldName.MatchString(f) {
 			add("--member-fields %q is not a field name", f)
 		}
 	}
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 // logtoBase parses LogtoEndpoint.
@@ -173,13 +194,14 @@ func (c *Config) logtoBase() (*url.URL, error) {
 	return u, nil
 }
 
-// managementResource returns ManagementResource or the one derived from LogtoEndpoint.
-func (c *Config) managementResource() string {
+// managementResource returns ManagementResource or the one derived from base, the parsed
+// LogtoEndpoint (nil when it is invalid).
+func (c *Config) managementResource(base *url.URL) string {
 	if c.ManagementResource != "" {
 		return c.ManagementResource
 	}
-	if u, err := c.logtoBase(); err == nil {
-		if tenant, ok := strings.CutSuffix(u.Hostname(), ".logto.app"); ok && tenant != "" && !strings.Contains(tenant, ".") {
+	if base != nil {
+		if tenant, ok := strings.CutSuffix(base.Hostname(), ".logto.app"); ok && tenant != "" && !strings.Contains(tenant, ".") {
 			return "https://" + tenant + ".logto.app/api"
 		}
 	}

@@ -34,7 +34,7 @@ func validConfig(t *testing.T) Config {
 }
 
 func TestValidate(t *testing.T) {
-	if err := func() error { c := validConfig(t); return c.Validate() }(); err != nil {
+	if _, err := func() (*Settings, error) { c := validConfig(t); return c.Validate() }(); err != nil {
 		t.Fatalf("Validate(valid config) = %v", err)
 	}
 	for _, tc := range []struct {
@@ -73,7 +73,7 @@ func TestValidate(t *testing.T) {
 	} {
 		c := validConfig(t)
 		tc.change(&c)
-		err := c.Validate()
+		_, err := c.Validate()
 		if err == nil {
 			t.Errorf("Validate(%s) = nil, want an error", tc.name)
 			continue
@@ -99,7 +99,7 @@ func TestValidateAccepts(t *testing.T) {
 	} {
 		c := validConfig(t)
 		tc.change(&c)
-		if err := c.Validate(); err != nil {
+		if _, err := c.Validate(); err != nil {
 			t.Errorf("Validate(%s) = %v, want nil", tc.name, err)
 		}
 	}
@@ -113,7 +113,7 @@ func TestSecretNeverInErrors(t *testing.T) {
 		t.Fatalf("secret() = %q, %v; want the environment value", s, err)
 	}
 	c.M2MAppSecretFile = "/nonexistent"
-	if err := c.Validate(); err == nil || strings.Contains(err.Error(), "env-secret-value") {
+	if _, err := c.Validate(); err == nil || strings.Contains(err.Error(), "env-secret-value") {
 		t.Errorf("Validate with both secrets = %v, want an error without the secret", err)
 	}
 	c = validConfig(t)
@@ -139,15 +139,16 @@ func TestManagementResource(t *testing.T) {
 		{"https://auth.example.com", "https://acme.logto.app/api", "https://acme.logto.app/api"},
 	} {
 		c := Config{LogtoEndpoint: tc.endpoint, ManagementResource: tc.set}
-		if got := c.managementResource(); got != tc.want {
+		base, _ := c.logtoBase()
+		if got := c.managementResource(base); got != tc.want {
 			t.Errorf("managementResource(%q, %q) = %q, want %q", tc.endpoint, tc.set, got, tc.want)
 		}
 	}
 }
 
 func TestNewRejectsInvalidConfig(t *testing.T) {
-	if _, err := New(t.Context(), Config{}, nil); err == nil {
-		t.Error("New(empty config) = nil error")
+	if _, err := New(t.Context(), nil, nil); err == nil {
+		t.Error("New(nil settings) = nil error")
 	}
 }
 
@@ -155,7 +156,11 @@ func TestServeUnixSocket(t *testing.T) {
 	c := validConfig(t)
 	sock := filepath.Join(t.TempDir(), "m.sock")
 	c.ListenAddr = "unix:" + sock
-	p, err := New(t.Context(), c, nil)
+	s, err := c.Validate()
+	if err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	p, err := New(t.Context(), s, nil)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -1,11 +1,9 @@
 package mgmtproxy
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -13,61 +11,12 @@ import (
 	"github.com/orgauthz/orgauthz/decision"
 )
 
-// reply is a Logto answer read in full (bounded).
-type reply struct {
-	status int
-	header http.Header
-	body   []byte
-}
-
-// call makes one Management API call with the M2M token and reads the answer. A non-2xx answer is a
-// reply, not an error; errors are failures to get one.
-func (p *Proxy) call(ctx context.Context, method, path string, body []byte) (*reply, error) {
-	ctx, cancel := context.WithTimeout(ctx, p.cfg.UpstreamTimeout)
-	defer cancel()
-	u := p.base.JoinPath(path)
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
-	if err != nil {
-		return nil, fmt.Errorf("mgmtproxy: %s %s: %w", method, path, err)
-	}
-	req.Header = forwardHeaders(nil)
-	req.Header.Set("Accept", "application/json")
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := p.client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("mgmtproxy: %s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxUpstreamBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("mgmtproxy: %s %s: read answer: %w", method, path, err)
-	}
-	if len(raw) > maxUpstreamBytes {
-		return nil, fmt.Errorf("%w: %s %s answered more than %d bytes", errBadUpstream, method, path, maxUpstreamBytes)
-	}
-	if resp.StatusCode >= 500 {
-		return nil, fmt.Errorf("%w: %s %s answered %d", errUpstreamStatus, method, path, resp.StatusCode)
-	}
-	return &reply{status: resp.StatusCode, header: resp.Header, body: raw}, nil
-}
-
 // createOrganization serves POST /api/organizations. An admin or an app only creates. A user also
 // becomes a member with the creator roles, so they can manage what they created; if either step fails
 // the organization is deleted again and the caller gets the error.
 func (p *Proxy) createOrganization(w http.ResponseWriter, r *http.Request, req *request) {
 	c := req.claims
-	byUser := !c.App && c.Kind != decision.KindAdmin
-	if byUser && !isID(c.Subject) {
-		writeError(w, http.StatusForbidden, "bad_subject", "the decision's subject is not a user ID")
-		return
-	}
-	if !byUser {
+	if !createdByUser(c) {
 		p.forward(w, r, req)
 		return
 	}
@@ -119,6 +68,10 @@ func (p *Proxy) createOrganization(w http.ResponseWriter, r *http.Request, req *
 	})
 }
 
+// createdByUser reports whether c creates an organization for a user, who then becomes its member:
+// a user token of any kind but admin. approve checks that such a subject is a user ID.
+func createdByUser(c *decision.Claims) bool { return !c.App && c.Kind != decision.KindAdmin }
+
 // setUpCreator adds the creator to the organization with the creator roles. It returns the failed
 // step's name and its answer or error, or "" when both steps succeeded.
 func (p *Proxy) setUpCreator(ctx context.Context, orgID, userID string) (string, *reply, error) {
@@ -158,24 +111,4 @@ func describeFailure(rep *reply, err error) string {
 		return fmt.Sprintf("Logto answered %d %s", rep.status, body.Code)
 	}
 	return fmt.Sprintf("Logto answered %d", rep.status)
-}
-
-// passReply writes Logto's answer through: status, content type and body.
-func passReply(w http.ResponseWriter, rep *reply) {
-	if ct := rep.header.Get("Content-Type"); ct != "" {
-		w.Header().Set("Content-Type", ct)
-	}
-	w.Header().Set("Content-Length", fmt.Sprint(len(rep.body)))
-	w.WriteHeader(rep.status)
-	w.Write(rep.body)
-}
-
-// errorBody returns Logto's error body when it is a JSON object, else a generic one.
-func errorBody(rep *reply) json.RawMessage {
-	trimmed := bytes.TrimSpace(rep.body)
-	if len(trimmed) > 0 && trimmed[0] == '{' && json.Valid(trimmed) {
-		return trimmed
-	}
-	b, _ := json.Marshal(apiError{Code: "upstream_error", Message: fmt.Sprintf("Logto answered %d", rep.status)})
-	return b
 }

@@ -23,26 +23,37 @@ type operation struct {
 	route    string   // METHOD, space, path template, as DESIGN's route table writes it
 	method   string   // from route
 	segments []string // path template segments; "{…}" matches an ID
-	query    []string // query parameters Logto documents for the operation; all others are dropped
+	query    []string // query parameters Logto documents for the operation and mgmtproxy passes; all others are dropped
 	action   action
 	// bodyChecked: the policy decides on the body too, so the decision must bind it ("b").
 	bodyChecked bool
 }
 
-// listQuery are the query parameters of Logto's paginated list endpoints.
-var listQuery = []string{"page", "page_size", "q"}
+// Query parameters passed to Logto, per Logto's API reference and the real server (LOGTO.md):
+//   - paginated lists take page (from 1) and page_size (at most 100); Logto answers Total-Number and Link;
+//   - the organization listing also takes q, a search over fields the caller gets back anyway;
+//   - the member listing does not pass q: Logto searches it over id, username, name, primaryEmail and
+//     primaryPhone, with no way to narrow the fields, so a member:read holder could probe fields the
+//     listing reduction removes (phone numbers). mgmtproxy does not search the reduced fields itself
+//     either: that would break Logto's pagination and Total-Number. (organizationRoleId, a newer
+//     filter, is not passed for the same reason when organizationRoles is not kept; it is left out.)
+//   - GET /api/users/{userId}/organizations documents none.
+var (
+	pageQuery = []string{"page", "page_size"}
+	orgQuery  = []string{"page", "page_size", "q"}
+)
 
 // operations is DESIGN's route table. The policy decides who may use each; mgmtproxy only does these.
 var operations = newOperations([]operation{
 	{route: "POST /api/organizations", action: createOrg},
-	{route: "GET /api/organizations", query: listQuery},
+	{route: "GET /api/organizations", query: orgQuery},
 	{route: "GET /api/organizations/{orgId}"},
 	{route: "PATCH /api/organizations/{orgId}", bodyChecked: true},
 	{route: "DELETE /api/organizations/{orgId}"},
-	{route: "GET /api/organizations/{orgId}/users", query: listQuery, action: listMembers},
+	{route: "GET /api/organizations/{orgId}/users", query: pageQuery, action: listMembers},
 	{route: "POST /api/organizations/{orgId}/users"},
 	{route: "DELETE /api/organizations/{orgId}/users/{userId}"},
-	{route: "GET /api/organizations/{orgId}/users/{userId}/roles"},
+	{route: "GET /api/organizations/{orgId}/users/{userId}/roles", query: pageQuery},
 	{route: "POST /api/organizations/{orgId}/users/{userId}/roles", bodyChecked: true},
 	{route: "PUT /api/organizations/{orgId}/users/{userId}/roles"},
 	{route: "DELETE /api/organizations/{orgId}/users/{userId}/roles/{roleId}"},

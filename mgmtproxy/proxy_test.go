@@ -127,7 +127,11 @@ func newEnv(t *testing.T, configure ...func(*Config)) *env {
 		f(&cfg)
 	}
 	logger := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	e.proxy, err = New(t.Context(), cfg, logger)
+	settings, err := cfg.Validate()
+	if err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	e.proxy, err = New(t.Context(), settings, logger)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

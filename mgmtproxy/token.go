@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,8 +19,15 @@ import (
 
 // Token source tuning.
 const (
-	// shortLived is the lifetime assumed for a token whose response had no or a zero expires_in.
+	// shortLived is the lifetime assumed for a token whose response had no expires_in, or one ≤ 0.
 	shortLived = 60 * time.Second
+	// A lifetime Logto states is clamped to [minLifetime, maxLifetime]: a token endpoint answering
+	// 1 s or a century must neither make mgmtproxy fetch on every request nor keep a token forever.
+	minLifetime = 10 * time.Second
+	maxLifetime = 24 * time.Hour
+	// minFetchInterval: a token is never replaced sooner after its fetch, whatever its lifetime or a
+	// 401 says, so a misbehaving Logto gets at most one token request per interval.
+	minFetchInterval = 10 * time.Second
 	// maxRefreshMargin is how long before expiry a cached token is replaced at most; a quarter of the
 	// token's lifetime when that is shorter.
 	maxRefreshMargin = 30 * time.Second
@@ -28,8 +38,13 @@ const (
 	maxRetryAfter = 5 * time.Minute
 )
 
-// errTokenUnavailable marks every failure to get an M2M token: mgmtproxy answers 503 and calls nothing.
+// errTokenUnavailable marks every failure to get a usable M2M token: mgmtproxy answers 502 (504 when
+// the token endpoint timed out) and calls nothing.
 var errTokenUnavailable = errors.New("mgmtproxy: m2m token unavailable")
+
+// errM2MForbidden: Logto issued a token without the "all" scope, or answered 403 auth.forbidden to
+// one: the M2M app lacks the Management API role, and no call can succeed until an operator adds it.
+var errM2MForbidden = errors.New(`the M2M app has no Management API access: in Logto Console, assign it a machine-to-machine role with the Management API permission "all"`)
 
 // tokenSource is an oauth2.TokenSource for the M2M app's Management API token: cached until shortly
 // before expiry, fetched by one caller at a time, and after a failure not fetched again before the
@@ -41,15 +56,17 @@ type tokenSource struct {
 	timeout time.Duration
 	now     func() time.Time
 	fetched func(ok bool) // metrics hook, called once per fetch
+	log     *slog.Logger
 
 	group singleflight.Group
 
-	mu       sync.Mutex
-	tok      *oauth2.Token
-	refresh  time.Time // when tok should be replaced
-	retryAt  time.Time // no fetch before this after a failure
-	failures int
-	lastErr  error
+	mu        sync.Mutex
+	tok       *oauth2.Token
+	fetchedAt time.Time // when tok was fetched; it is kept at least minFetchInterval
+	refresh   time.Time // when tok should be replaced
+	retryAt   time.Time // no fetch before this after a failure
+	failures  int
+	lastErr   error
 }
 
 // Token returns the cached token or fetches one.
@@ -84,7 +101,7 @@ func (s *tokenSource) cached() (tok *oauth2.Token, err error, done bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
-	if s.tok != nil && now.Before(s.refresh) {
+	if s.tok != nil && (now.Before(s.refresh) || now.Before(s.fetchedAt.Add(minFetchInterval))) {
 		return s.tok, nil, true
 	}
 	if now.Before(s.retryAt) {
@@ -104,28 +121,63 @@ func (s *tokenSource) fetch() (*oauth2.Token, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {
-		s.failures++
-		wait := backoff(s.failures, err)
-		s.retryAt = s.now().Add(wait)
-		s.lastErr = cleanTokenError(err)
-		return nil, fmt.Errorf("%w: %w", errTokenUnavailable, s.lastErr)
+		return nil, s.failLocked(err)
 	}
-	if tok.Expiry.IsZero() { // expires_in missing or 0: assume short-lived
-		tok.Expiry = start.Add(shortLived)
+	if scope, _ := tok.Extra("scope").(string); !slices.Contains(strings.Fields(scope), "all") {
+		return nil, s.failLocked(fmt.Errorf("%w (token granted scope %.100q)", errM2MForbidden, scope))
 	}
-	margin := min(maxRefreshMargin, tok.Expiry.Sub(start)/4)
-	s.tok, s.refresh, s.failures, s.retryAt, s.lastErr = tok, tok.Expiry.Add(-margin), 0, time.Time{}, nil
+	// oauth2 sets Expiry from expires_in when it is not 0: a negative one gives a past Expiry.
+	lifetime := tok.Expiry.Sub(start)
+	switch {
+	case tok.Expiry.IsZero() || lifetime <= 0:
+		lifetime = shortLived
+	case lifetime < minLifetime:
+		lifetime = minLifetime
+	case lifetime > maxLifetime:
+		lifetime = maxLifetime
+	}
+	tok.Expiry = start.Add(lifetime)
+	margin := min(maxRefreshMargin, lifetime/4)
+	s.tok, s.fetchedAt, s.refresh = tok, start, tok.Expiry.Add(-margin)
+	s.failures, s.retryAt, s.lastErr = 0, time.Time{}, nil
 	return tok, nil
 }
 
-// invalidate drops the cached token if it is still bearer, the token Logto just refused, so the next
-// Token call fetches a new one. A token another request already replaced stays.
+// failLocked records a failure to get a usable token: no token, no fetch before the backoff has
+// passed (err's Retry-After, if any). It returns the error callers get until then.
+func (s *tokenSource) failLocked(err error) error {
+	s.tok = nil
+	s.failures++
+	s.retryAt = s.now().Add(backoff(s.failures, err))
+	err = cleanTokenError(err)
+	s.lastErr = err
+	if errors.Is(err, errM2MForbidden) && s.log != nil {
+		s.log.Error("Logto refuses mgmtproxy's M2M app", "app_id", s.conf.ClientID,
+			"resource", s.conf.EndpointParams.Get("resource"), "err", err, "retry_at", s.retryAt.UTC().Format(time.RFC3339))
+	}
+	return fmt.Errorf("%w: %w", errTokenUnavailable, err)
+}
+
+// invalidate marks the cached token for replacement if it is still bearer, the token Logto just
+// refused with a 401: the next Token call fetches a new one, unless the token is younger than
+// minFetchInterval. A token another request already replaced stays.
 func (s *tokenSource) invalidate(bearer string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.tok != nil && s.tok.AccessToken == bearer {
-		s.tok = nil
+		s.refresh = time.Time{}
 	}
+}
+
+// forbidden records that Logto answered 403 auth.forbidden to bearer: the app lacks the Management API
+// role. The token is dropped and fetching backs off, so /readyz reports it until a new token works.
+func (s *tokenSource) forbidden(bearer string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tok != nil && s.tok.AccessToken != bearer { // already replaced by another request
+		return fmt.Errorf("%w: %w", errTokenUnavailable, errM2MForbidden)
+	}
+	return s.failLocked(fmt.Errorf("%w (Logto answered 403 auth.forbidden)", errM2MForbidden))
 }
 
 // ready reports whether a token is cached or can be fetched now.

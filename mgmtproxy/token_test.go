@@ -144,7 +144,7 @@ func TestTokenTooManyRequestsHonoursRetryAfter(t *testing.T) {
 	c := withClock(e)
 	e.logto.SetFault(fakelogto.TargetToken, fakelogto.Fault{Kind: fakelogto.FaultTooMany, RetryAfter: 30 * time.Second})
 	for i := range 3 {
-		wantStatus(t, "GET while rate limited", e.getOrg(t), http.StatusServiceUnavailable, "m2m_token_unavailable")
+		wantStatus(t, "GET while rate limited", e.getOrg(t), http.StatusBadGateway, "m2m_token_unavailable")
 		if i == 0 {
 			c.add(20 * time.Second) // still inside Retry-After
 		}
@@ -173,8 +173,8 @@ func TestTokenEndpointFailures(t *testing.T) {
 			e := newEnv(t)
 			c := withClock(e)
 			e.logto.SetFault(fakelogto.TargetToken, tc.fault)
-			wantStatus(t, "GET", e.getOrg(t), http.StatusServiceUnavailable, "m2m_token_unavailable")
-			wantStatus(t, "GET again at once", e.getOrg(t), http.StatusServiceUnavailable, "m2m_token_unavailable")
+			wantStatus(t, "GET", e.getOrg(t), http.StatusBadGateway, "m2m_token_unavailable")
+			wantStatus(t, "GET again at once", e.getOrg(t), http.StatusBadGateway, "m2m_token_unavailable")
 			wantCalls(t, e, fakelogto.TargetToken, 1) // backing off: not asked again
 			wantCalls(t, e, fakelogto.TargetManagement, 0)
 			resp := e.do(t, "GET", "/readyz", "", "")
@@ -194,7 +194,7 @@ func TestTokenBadSecret(t *testing.T) {
 		c.M2MAppSecret = "wrong-secret-value"
 	})
 	resp := e.getOrg(t)
-	wantStatus(t, "GET with a bad secret", resp, http.StatusServiceUnavailable, "m2m_token_unavailable")
+	wantStatus(t, "GET with a bad secret", resp, http.StatusBadGateway, "m2m_token_unavailable")
 	wantCalls(t, e, fakelogto.TargetToken, 1) // Basic auth only: no second try with the secret in the form
 	wantCalls(t, e, fakelogto.TargetManagement, 0)
 	logs := e.logs.String()

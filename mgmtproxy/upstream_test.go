@@ -10,8 +10,10 @@ import (
 
 func TestUnauthorizedRefetchesOnce(t *testing.T) {
 	e := newEnv(t)
+	c := withClock(e)
 	wantStatus(t, "warm-up GET", e.getOrg(t), http.StatusOK, "")
 	e.logto.ResetCalls()
+	c.add(minFetchInterval)
 
 	// Logto refuses the cached token once: a new token, the same request again, Logto's answer.
 	e.logto.SetFault(fakelogto.TargetManagement, fakelogto.Fault{Kind: fakelogto.FaultServerError, Status: 401, Times: 1})
@@ -21,6 +23,7 @@ func TestUnauthorizedRefetchesOnce(t *testing.T) {
 
 	// A POST with a body is resent whole.
 	e.logto.ResetCalls()
+	c.add(minFetchInterval)
 	e.logto.SetFault(fakelogto.TargetManagement, fakelogto.Fault{Kind: fakelogto.FaultServerError, Status: 401, Times: 1})
 	resp := e.allowed(t, "POST", "/api/organizations", "POST /api/organizations", `{"name":"Retried"}`)
 	wantStatus(t, "POST after one 401", resp, http.StatusCreated, "")
@@ -32,10 +35,19 @@ func TestUnauthorizedRefetchesOnce(t *testing.T) {
 
 	// Logto keeps refusing: 502, after exactly one refetch and one retry.
 	e.logto.ResetCalls()
+	c.add(minFetchInterval)
 	e.logto.SetFault(fakelogto.TargetManagement, fakelogto.Fault{Kind: fakelogto.FaultServerError, Status: 401})
 	wantStatus(t, "GET with 401 twice", e.getOrg(t), http.StatusBadGateway, "upstream_unauthorized")
 	wantCalls(t, e, fakelogto.TargetToken, 1)
 	wantCalls(t, e, fakelogto.TargetManagement, 2)
+
+	// Within minFetchInterval of that fetch, further 401s never fetch again: each request is retried
+	// with the same token and answered 502.
+	e.logto.ResetCalls()
+	for range 5 {
+		wantStatus(t, "GET with 401 inside the fetch interval", e.getOrg(t), http.StatusBadGateway, "upstream_unauthorized")
+	}
+	wantCalls(t, e, fakelogto.TargetToken, 0)
 }
 
 func TestUpstreamFaults(t *testing.T) {

@@ -46,7 +46,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	// Whatever Load could not read, validate the rest too, so that one run reports every problem.
-	if err := errors.Join(err, cfg.Validate()); err != nil {
+	settings, verr := cfg.Validate()
+	if err := errors.Join(err, verr); err != nil {
 		return confload.InvalidConfig(err)
 	}
 	if res.Check {
@@ -54,7 +55,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return nil
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevelValue()}))
-	p, err := mgmtproxy.New(ctx, cfg, logger)
+	p, err := mgmtproxy.New(ctx, settings, logger)
 	if err != nil {
 		return err
 	}
