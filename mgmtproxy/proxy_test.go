@@ -65,6 +65,9 @@ type env struct {
 	user     string // a user of the tenant, member of org with role admin
 	org      string
 	failNext func(r *http.Request) bool // the spy answers 500 to requests it returns true for
+	// intercept, when set, answers in Logto's place every request it returns true for: a Logto
+	// behaviour the emulator does not offer (a token without scope, a 403 auth.forbidden).
+	intercept func(w http.ResponseWriter, r *http.Request) bool
 
 	mu   sync.Mutex
 	seen []seen
@@ -96,10 +99,13 @@ func newEnv(t *testing.T, configure ...func(*Config)) *env {
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		e.mu.Lock()
 		e.seen = append(e.seen, seen{r.Method, r.RequestURI, r.Header.Clone(), string(body)})
-		fail := e.failNext
+		fail, intercept := e.failNext, e.intercept
 		e.mu.Unlock()
 		if fail != nil && fail(r) {
 			http.Error(w, `{"code":"unknown","message":"spy failure"}`, http.StatusInternalServerError)
+			return
+		}
+		if intercept != nil && intercept(w, r) {
 			return
 		}
 		logto.Handler().ServeHTTP(w, r)
@@ -164,6 +170,13 @@ func writePublicKey(t *testing.T, dir, name string, pub ed25519.PublicKey) strin
 		t.Fatal(err)
 	}
 	return p
+}
+
+// setIntercept makes f answer in Logto's place (env.intercept).
+func (e *env) setIntercept(f func(w http.ResponseWriter, r *http.Request) bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.intercept = f
 }
 
 // bearers returns every bearer token the spy saw going to Logto.
@@ -318,18 +331,73 @@ func TestForwardPassesLogtoAnswerAndCleansRequest(t *testing.T) {
 	}
 }
 
+// TestForwardKeepsDocumentedQuery: each operation passes exactly the query parameters of Logto's API
+// reference that mgmtproxy allows (operations.go), first value only, and drops the rest.
 func TestForwardKeepsDocumentedQuery(t *testing.T) {
 	e := newEnv(t)
-	resp := e.allowed(t, "GET", "/api/organizations?page=1&page_size=1&q=acme&includeSecrets=1&page=9", "GET /api/organizations", "")
+	org, user := "/api/organizations/"+e.org, e.user
+	const all = "?page=1&page_size=1&q=acme&includeSecrets=1&page=9&organizationRoleId=r1&showFeatured=true"
+	for _, tc := range []struct {
+		method, path, route, want string
+	}{
+		{"GET", "/api/organizations", "GET /api/organizations", "?page=1&page_size=1&q=acme"},
+		// q on the member listing would search fields the listing reduction removes: dropped.
+		{"GET", org + "/users", "GET /api/organizations/{orgId}/users", "?page=1&page_size=1"},
+		{"GET", org + "/users/" + user + "/roles", "GET /api/organizations/{orgId}/users/{userId}/roles", "?page=1&page_size=1"},
+		{"GET", org, "GET /api/organizations/{orgId}", ""},
+		{"GET", "/api/users/" + user + "/organizations", "GET /api/users/{userId}/organizations", ""},
+		{"DELETE", org + "/users/nosuchuser", "DELETE /api/organizations/{orgId}/users/{userId}", ""},
+	} {
+		t.Run(tc.route, func(t *testing.T) {
+			e.mu.Lock()
+			e.seen = nil
+			e.mu.Unlock()
+			resp := e.allowed(t, tc.method, tc.path+all, tc.route, "")
+			if resp.status >= 500 {
+				t.Fatalf("status = %d (%s)", resp.status, resp.body)
+			}
+			mgmt := e.management()
+			if len(mgmt) != 1 {
+				t.Fatalf("Management API calls = %d, want 1", len(mgmt))
+			}
+			if want := tc.path + tc.want; mgmt[0].target != want {
+				t.Errorf("Logto got target %q, want %q", mgmt[0].target, want)
+			}
+		})
+	}
+}
+
+// TestMemberRolesPaginated: Logto paginates a member's roles (logto-real/more/direct/004: Total-Number,
+// a Link to its own host without /api). page and page_size reach it; its answer comes back with the
+// Link under the public /api path. (The emulator does not paginate this route: the answer is the real one.)
+func TestMemberRolesPaginated(t *testing.T) {
+	e := newEnv(t)
+	path := "/api/organizations/" + e.org + "/users/" + e.user + "/roles"
+	logtoPath := strings.TrimPrefix(path, "/api")
+	e.setIntercept(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.URL.Path != path {
+			return false
+		}
+		q := "?" + r.URL.RawQuery
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.Header().Set("Total-Number", "2")
+		w.Header().Set("Link", `<http://`+r.Host+logtoPath+`?page=1&page_size=1>; rel="first", <http://`+r.Host+logtoPath+`?page=2&page_size=1>; rel="last", <http://`+r.Host+logtoPath+`?page=2&page_size=1>; rel="next"`)
+		if q != "?page=1&page_size=1" {
+			w.Header().Del("Link")
+		}
+		fmt.Fprint(w, `[{"tenantId":"default","id":"626j8xkvdg1tk9ho5f0ck","name":"owner","description":"owner","type":"User"}]`)
+		return true
+	})
+	resp := e.allowed(t, "GET", path+"?page=1&page_size=1", "GET /api/organizations/{orgId}/users/{userId}/roles", "")
 	if resp.status != http.StatusOK {
-		t.Fatalf("list status = %d (%s), want 200", resp.status, resp.body)
+		t.Fatalf("roles status = %d (%s), want 200", resp.status, resp.body)
 	}
-	mgmt := e.management()
-	if len(mgmt) != 1 {
-		t.Fatalf("Management API calls = %d, want 1", len(mgmt))
+	if resp.header.Get("Total-Number") != "2" {
+		t.Errorf("Total-Number = %q, want Logto's 2", resp.header.Get("Total-Number"))
 	}
-	if want := "/api/organizations?page=1&page_size=1&q=acme"; mgmt[0].target != want {
-		t.Errorf("Logto got target %q, want %q", mgmt[0].target, want)
+	want := `<` + path + `?page=1&page_size=1>; rel="first", <` + path + `?page=2&page_size=1>; rel="last", <` + path + `?page=2&page_size=1>; rel="next"`
+	if link := resp.header.Get("Link"); link != want {
+		t.Errorf("Link = %q, want %q", link, want)
 	}
 }
 

@@ -301,3 +301,65 @@ func TestVerifiedBodyForwarded(t *testing.T) {
 		})
 	}
 }
+
+// TestRefusalsNameTheKid: a refused decision's log line names the kid it carried (and the reason), so
+// an operator can tell a stale key from an attack; the response does not.
+func TestRefusalsNameTheKid(t *testing.T) {
+	e := newEnv(t)
+	path, route := "/api/organizations/"+e.org, "GET /api/organizations/{orgId}"
+	_, otherKey, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := decision.NewSigner(otherKey, 10*time.Second)
+	good := e.sign(t, adminClaims("GET", path, route))
+	flipped := good[:len(good)-2] + map[bool]string{true: "AA", false: "BB"}[!strings.HasSuffix(good, "AA")]
+	for _, tc := range []struct {
+		name, dec, reason, kid string
+	}{
+		{"unknown key", mustSign(t, other, adminClaims("GET", path, route)), "decision_unknown_key", other.KeyID()},
+		{"bad signature", flipped, "decision_bad_signature", e.signer.KeyID()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := e.do(t, "GET", path, "", tc.dec)
+			wantStatus(t, tc.name, resp, http.StatusForbidden, tc.reason)
+			if strings.Contains(string(resp.body), tc.kid) {
+				t.Errorf("response %s names the kid", resp.body)
+			}
+			found := false
+			for line := range strings.SplitSeq(e.logs.String(), "\n") {
+				if strings.Contains(line, `"reason":"`+tc.reason+`"`) && strings.Contains(line, `"kid":"`+tc.kid+`"`) {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("no log line with reason %s and kid %s:\n%s", tc.reason, tc.kid, e.logs.String())
+			}
+		})
+	}
+}
+
+// TestDecisionFromBeforeStartRefused: mgmtproxy's replay cache starts empty, so a decision issued before
+// the process started (a captured one, replayed after a restart) is refused, used before or not.
+func TestDecisionFromBeforeStartRefused(t *testing.T) {
+	e := newEnv(t)
+	path, route := "/api/organizations/"+e.org, "GET /api/organizations/{orgId}"
+	issued := time.Now().Add(-decision.Skew - 2*time.Second) // still unexpired: the signer's TTL is 10 s
+	e.signer.Now = func() time.Time { return issued }
+	resp := e.do(t, "GET", path, "", e.sign(t, adminClaims("GET", path, route)))
+	wantStatus(t, "decision from before the start", resp, http.StatusForbidden, "decision_stale")
+	e.signer.Now = nil
+	wantStatus(t, "fresh decision", e.allowed(t, "GET", path, route, ""), http.StatusOK, "")
+	if n := len(e.management()); n != 1 {
+		t.Errorf("Management API calls = %d, want 1 (the fresh decision's)", n)
+	}
+}
+
+func mustSign(t *testing.T, s *decision.Signer, c decision.Claims) string {
+	t.Helper()
+	tok, err := s.Sign(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}

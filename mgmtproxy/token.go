@@ -126,15 +126,11 @@ func (s *tokenSource) fetch() (*oauth2.Token, error) {
 	if scope, _ := tok.Extra("scope").(string); !slices.Contains(strings.Fields(scope), "all") {
 		return nil, s.failLocked(fmt.Errorf("%w (token granted scope %.100q)", errM2MForbidden, scope))
 	}
-	// oauth2 sets Expiry from expires_in when it is not 0: a negative one gives a past Expiry.
-	lifetime := tok.Expiry.Sub(start)
-	switch {
-	case tok.Expiry.IsZero() || lifetime <= 0:
-		lifetime = shortLived
-	case lifetime < minLifetime:
-		lifetime = minLifetime
-	case lifetime > maxLifetime:
-		lifetime = maxLifetime
+	// The lifetime is read from expires_in itself, bounded before any arithmetic: oauth2's Expiry
+	// would lie in the past for a negative one.
+	lifetime := shortLived
+	if secs, ok := tok.Extra("expires_in").(float64); ok && secs > 0 {
+		lifetime = min(max(time.Duration(min(secs, maxLifetime.Seconds()))*time.Second, minLifetime), maxLifetime)
 	}
 	tok.Expiry = start.Add(lifetime)
 	margin := min(maxRefreshMargin, lifetime/4)
