@@ -19,7 +19,9 @@ import (
 
 const about = `mgmtproxy forwards allowed requests to the Logto Management API with machine-to-machine
 credentials. Each request needs the sidecar's signed decision (x-orgauthz-decision) for exactly its
-method and path; without one it answers 403 and calls nothing.
+method and path; without one it answers 403 and calls nothing. When Logto fails, is slow, or
+refuses mgmtproxy's M2M app (no Management API role: reason m2m_forbidden), it answers 502 or 504;
+/readyz answers 503 until a usable M2M token can be had. The README lists every status and reason.
 
 Settings come from flags, ORGAUTHZ_* environment variables and a YAML file (--config), flags
 winning. The M2M secret comes from --m2m-app-secret-file or ORGAUTHZ_M2M_APP_SECRET (config file
