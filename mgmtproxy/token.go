@@ -170,7 +170,7 @@ func (s *tokenSource) invalidate(bearer string) {
 func (s *tokenSource) forbidden(bearer string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.tok != nil && s.tok.AccessToken != bearer { // already replaced by another request
+	if s.tok == nil || s.tok.AccessToken != bearer { // another request already recorded it, or got a new token
 		return fmt.Errorf("%w: %w", errTokenUnavailable, errM2MForbidden)
 	}
 	return s.failLocked(fmt.Errorf("%w (Logto answered 403 auth.forbidden)", errM2MForbidden))
