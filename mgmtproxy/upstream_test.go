@@ -2,6 +2,7 @@ package mgmtproxy
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,4 +102,26 @@ func TestUpstreamUnreachable(t *testing.T) {
 	ln.Close()
 	e.proxy.base = mustParse(t, "http://"+addr)
 	wantStatus(t, "GET with Logto gone", e.getOrg(t), http.StatusBadGateway, "upstream_unavailable")
+}
+
+// TestForbiddenPeekKeepsOtherBodies: to spot auth.forbidden, mgmtproxy reads the start of every 403;
+// any other 403 reaches the caller byte for byte, however large or malformed.
+func TestForbiddenPeekKeepsOtherBodies(t *testing.T) {
+	for _, tc := range []struct{ name, body string }{
+		{"not JSON", "Forbidden"},
+		{"empty", ""},
+		{"code not a string", `{"code":["auth.forbidden"]}`},
+		{"larger than the peek", `{"code":"organization.forbidden","pad":"` + strings.Repeat("x", 3*maxErrorPeek) + `"}`},
+		{"auth.forbidden beyond the peek", `{"pad":"` + strings.Repeat("x", maxErrorPeek) + `","code":"auth.forbidden"}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			stubLogto(e, `{"access_token":"TOKEN","expires_in":3600,"token_type":"Bearer","scope":"all"}`, http.StatusForbidden, tc.body)
+			resp := e.getOrg(t)
+			if resp.status != http.StatusForbidden || string(resp.body) != tc.body {
+				t.Errorf("status %d, body of %d bytes; want Logto's 403 with its %d bytes", resp.status, len(resp.body), len(tc.body))
+			}
+			wantStatus(t, "readyz", e.do(t, "GET", "/readyz", "", ""), http.StatusOK, "")
+		})
+	}
 }
