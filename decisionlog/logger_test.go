@@ -110,7 +110,7 @@ func denyRecord(t testing.TB) *Record {
 		Result: map[string]any{"allow": false, "status": 403, "reason": "missing_scope", "required_scopes": []any{"member:add"}},
 		Method: "POST", RequestPath: "/api/organizations/o1/users",
 		Status: 403, Reason: "missing_scope", RequiredScopes: []string{"member:add"},
-		Token: &Token{Kind: "organization", Subject: "u1", ClientID: "app1", OrganizationID: "o1", Scopes: []string{"org:read"}},
+		Token:         &Token{Kind: "organization", Subject: "u1", ClientID: "app1", OrganizationID: "o1", Scopes: []string{"org:read"}},
 		SourceAddress: "10.0.0.7", TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", RequestID: "req-42",
 		Bundles: map[string]Bundle{"policies": {Revision: "abc123"}},
 		Metrics: &Metrics{Check: 250000, PolicyEval: 90000},

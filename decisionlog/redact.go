@@ -2,6 +2,7 @@ package decisionlog
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"net/url"
 	"strconv"
 	"strings"
@@ -67,11 +68,8 @@ func looksLikeJOSE(f string) bool {
 		return false
 	}
 	head, _, _ := strings.Cut(f, ".")
-	if len(head) < 4 {
-		return false
-	}
-	b, err := base64.RawURLEncoding.DecodeString(head[:len(head)/4*4])
-	return err == nil && strings.HasPrefix(strings.TrimSpace(string(b)), "{")
+	b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(head, "="))
+	return err == nil && json.Valid(b) && strings.HasPrefix(strings.TrimSpace(string(b)), "{")
 }
 
 // scrubber removes credentials from generic JSON values (maps, slices, strings, numbers) and lists the
