@@ -46,6 +46,7 @@ func NewMask(ctx context.Context, compiler *ast.Compiler, store storage.Store) (
 		rego.Compiler(compiler),
 		rego.Store(store),
 		rego.SetRegoVersion(ast.RegoV1),
+		rego.StrictBuiltinErrors(true), // a builtin error fails the mask (closed), not skips a rule
 	).PrepareForEval(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("decisionlog: prepare %s: %w", MaskQuery, err)
