@@ -307,11 +307,10 @@ func (l *Logger) write(r *Record) {
 		l.drop(dropTooLarge)
 		return
 	}
-	if _, err := l.bw.Write(line); err != nil {
-		l.failed(err, 1)
-		return
-	}
 	l.pending++
+	if _, err := l.bw.Write(line); err != nil {
+		l.writeFailed(err)
+	}
 }
 
 // flush hands the buffered lines to the sink.
@@ -320,25 +319,20 @@ func (l *Logger) flush() {
 		return
 	}
 	if err := l.bw.Flush(); err != nil {
-		l.failed(err, 0)
+		l.writeFailed(err)
 		return
 	}
 	l.written.Add(float64(l.pending))
 	l.pending = 0
 }
 
-// failed counts the buffered records and extra as lost to a write error and starts afresh (a
-// bufio.Writer's error is sticky); a file sink is reopened, in case its file went away.
-func (l *Logger) failed(err error, extra int) {
-	lost := l.pending + extra
-	l.drops[dropWriteError].Add(float64(lost))
-	l.total.Add(uint64(lost))
+// writeFailed counts the buffered records as lost and starts afresh (a bufio.Writer's error is
+// sticky). A file that went away is replaced by the rotation check or SIGHUP.
+func (l *Logger) writeFailed(err error) {
+	l.drops[dropWriteError].Add(float64(l.pending))
+	l.total.Add(uint64(l.pending))
+	l.log.Error("decisionlog: write failed; records dropped", "dropped", l.pending, "err", err)
 	l.pending = 0
-	l.log.Error("decisionlog: write failed; records dropped", "dropped", lost, "err", err)
-	if l.path != "" {
-		l.reopen("write error")
-		return
-	}
 	l.bw.Reset(l.out)
 }
 
@@ -355,22 +349,10 @@ func (l *Logger) rotated() bool {
 // reopen flushes what it can to the old file and switches to a fresh open of the path. If the path
 // cannot be opened, it keeps writing to the old file.
 func (l *Logger) reopen(why string) {
-	if l.path == "" {
-		return
-	}
-	if l.pending > 0 {
-		if err := l.bw.Flush(); err != nil {
-			l.drops[dropWriteError].Add(float64(l.pending))
-			l.total.Add(uint64(l.pending))
-		} else {
-			l.written.Add(float64(l.pending))
-		}
-		l.pending = 0
-	}
+	l.flush()
 	f, err := openFile(l.path)
 	if err != nil {
 		l.log.Error("decisionlog: reopen failed; still writing to the old file", "why", why, "err", err)
-		l.bw.Reset(l.file)
 		return
 	}
 	l.file.Close()

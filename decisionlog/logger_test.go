@@ -18,28 +18,10 @@ import (
 	dto "github.com/prometheus/client_model/go"
 )
 
-// syncBuffer is a sink the test can read while the writer writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // writeAll submits recs to a fresh Logger on a buffer, closes it and returns the lines written.
 func writeAll(t *testing.T, opts Options, recs ...*Record) (lines []map[string]any, raw string) {
 	t.Helper()
-	var buf syncBuffer
+	var buf bytes.Buffer // read only after Close, which waits for the writer
 	l := New(&buf, opts)
 	for _, r := range recs {
 		l.Submit(r)

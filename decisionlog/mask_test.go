@@ -143,6 +143,10 @@ mask contains "/input/request/headers"
 	if m, err := LoadMask(context.Background(), dir); err != nil || m != nil {
 		t.Errorf("LoadMask without a mask rule = %v, %v; want nil, nil", m, err)
 	}
+	// The repository's own policies load (data documents, annotations, tests skipped) and define no mask.
+	if m, err := LoadMask(context.Background(), filepath.Join(moduleRoot, "policies")); err != nil || m != nil {
+		t.Errorf("LoadMask(policies) = %v, %v; want nil, nil", m, err)
+	}
 	// One that does not compile is an error.
 	dir = writeDir(t, map[string]string{"system/log/mask.rego": "package system.log\n\nmask contains x if {\n"})
 	if _, err := LoadMask(context.Background(), dir); err == nil {
