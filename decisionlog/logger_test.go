@@ -144,7 +144,7 @@ func TestRecordShape(t *testing.T) {
 func TestMgmtproxyRecord(t *testing.T) {
 	r := &Record{
 		DecisionID: "AAECAwQFBgcICQoLDA0ODw", Method: "POST", RequestPath: "/api/organizations",
-		Allow: true, Status: 201, Reason: "created", Route: "POST /api/organizations",
+		Allow: true, Status: 201, Route: "POST /api/organizations",
 		Token: &Token{Kind: "global_api", Subject: "u1"},
 		Calls: []Call{
 			{Method: "POST", Path: "/api/organizations", Status: 201, DurationNS: 1200000},
@@ -171,7 +171,7 @@ func TestMgmtproxyRecord(t *testing.T) {
 		}
 	}
 
-	bulk := &Record{DecisionID: NewID(), Status: 200, Reason: "bulk", Changes: &Changes{Items: []Item{
+	bulk := &Record{DecisionID: NewID(), Status: 200, Changes: &Changes{Items: []Item{
 		{Index: 0, Status: 201, ID: "o1"}, {Index: 1, Status: 422, Error: "organization.invalid_name"}}}}
 	_, raw = writeAll(t, Options{}, bulk)
 	if !strings.Contains(raw, `"items":[{"index":0,"status":201,"id":"o1"},{"index":1,"status":422,"error":"organization.invalid_name"}]`) {
