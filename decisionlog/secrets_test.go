@@ -1,0 +1,189 @@
+package decisionlog
+
+import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha512"
+	"encoding/base64"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/orgauthz/orgauthz/decision"
+)
+
+var b64 = base64.RawURLEncoding
+
+// es384Token signs claims as a Logto access token does (ES384, typ at+jwt).
+func es384Token(t *testing.T, claims map[string]any) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ := json.Marshal(map[string]any{"alg": "ES384", "typ": "at+jwt", "kid": "k1"})
+	p, _ := json.Marshal(claims)
+	signing := b64.EncodeToString(h) + "." + b64.EncodeToString(p)
+	sum := sha512.Sum384([]byte(signing))
+	r, s, err := ecdsa.Sign(rand.Reader, key, sum[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := make([]byte, 96)
+	r.FillBytes(sig[:48])
+	s.FillBytes(sig[48:])
+	return signing + "." + b64.EncodeToString(sig)
+}
+
+// signedDecision is a real x-orgauthz-decision: a credential for mgmtproxy for 30 s.
+func signedDecision(t *testing.T) string {
+	t.Helper()
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := decision.NewSigner(key, 30*time.Second).Sign(decision.Claims{
+		Method: "POST", Path: "/api/organizations/o1/users", Route: "POST /api/organizations/{orgId}/users",
+		Kind: decision.KindOrganization, Subject: "u1", Org: "o1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// No token, secret or M2M bearer reaches the audit stream, wherever a hostile or careless input put it:
+// headers under any name, query parameters, JSON bodies, claims, context extensions, the policy's
+// result, the client's X-Request-Id, and the record's own fields.
+func TestNoCredentialInRecord(t *testing.T) {
+	user := es384Token(t, map[string]any{"sub": "u1", "aud": "urn:logto:organization:o1", "scope": "member:add"})
+	m2m := es384Token(t, map[string]any{"sub": "m2m-app", "client_id": "m2m-app", "aud": "https://default.logto.app/api", "scope": "all"})
+	signed := signedDecision(t)
+	jwe := "eyJhbGciOiJSU0EtT0FFUCIsImVuYyI6IkEyNTZHQ00ifQ.OKOawDo13gRp2ojaHV7LFpZcgV7T6DVZKTyKOMTYUmKoTCVJRgckCL9kiMT03JGeipsEdY3mx_etLbbWSrFr05kLzcSr4qKAq7YN7e9jwQRb23nfa6c9d-StnImGyFDbSv04uVuxIp5Zms1gNxKKK2Da14B8S4rzVRltdYwam_lDp5XnZAYpQdb76FdIKLaVmqgfwX7XWRxv2322i-vDxRfqNzo_tETKzpVLzfiwQyeyPGLBIO56YJ7eObdv0je81860ppamavo35UgoRdbYaBcoh9QcfylQr66oc6vFWXRcZ_ZT2LawVCWTIy3brGPi6UklfCpIMfIjf7iGdXKHzg.48V1_ALb6US04U3b.5eym8TW_c8SuK0ltJ3rpYIzOeDQz7TALvtu6UG9oMo4vpzs9tX_EFShS8iB7j6jiSdiwkIr3ajwQzaBtQD_A.XFBoMYUZodetZdvTiFvSkQ"
+	const (
+		appSecret = "s3cr3t-m2m-app-secret-Q2FmZSBiYWJl"
+		password  = "hunter2-correct-horse"
+		cookie    = "session=abcdef0123456789abcdef"
+	)
+	secrets := map[string]string{"user token": user, "M2M token": m2m, "signed decision": signed, "JWE": jwe,
+		"app secret": appSecret, "password": password, "cookie": cookie}
+
+	headers := map[string]any{
+		"content-type":                "application/json",
+		"authorization":               "Bearer " + user,
+		"Authorization":               "bearer " + m2m,
+		"proxy-authorization":         "Basic " + b64.EncodeToString([]byte("m2m-app:"+appSecret)),
+		"x-forwarded-authorization":   "Bearer " + m2m,
+		"x-auth-request-access-token": user,
+		"x-api-key":                   appSecret,
+		"cookie":                      cookie,
+		"x-orgauthz-decision":         signed,
+		"x-innocent":                  user,                        // a token under a harmless name
+		"x-note":                      "please use " + m2m + " ok", // inside text
+		"x-jwe":                       jwe,
+		"x-client-secret":             appSecret,
+	}
+	body := map[string]any{
+		"userIds":       []any{"u2", user},
+		"password":      password,
+		"client_secret": appSecret,
+		"nested":        map[string]any{"access_token": user, "deeper": []any{map[string]any{"refresh_token": m2m, "note": "Bearer " + m2m}}},
+		"name":          "Acme",
+	}
+	in := sidecarInput(t, headers, body)
+	// Hostile claims and extensions: the input as a careless caller might build it.
+	var generic map[string]any
+	raw, _ := json.Marshal(plain(in))
+	_ = json.Unmarshal(raw, &generic)
+	generic["token"].(map[string]any)["claims"] = map[string]any{"sub": "u1", "act": map[string]any{"token": m2m}, "custom": user}
+	generic["context_extensions"] = map[string]any{"upstream_token": m2m, "hint": "Bearer " + user}
+	generic["request"].(map[string]any)["query"] = map[string]any{"access_token": []any{user}, "state": []any{m2m}, "page": []any{"1"}}
+
+	rec := &Record{
+		DecisionID: NewID(), Path: "orgauthz/decision", Input: generic,
+		Result: map[string]any{"allow": true, "reason": "org_permission", "route": "POST /api/organizations/{orgId}/users", "headers": map[string]any{"x-upstream": "Bearer " + m2m, "x-token": user}},
+		Status: 200, Allow: true, Reason: "org_permission", Route: "POST /api/organizations/{orgId}/users",
+		RequestID: user, TraceID: m2m, SourceAddress: "Bearer " + user, RequiredScopes: []string{user},
+		Token:   &Token{Kind: "organization", Subject: user, ClientID: m2m, Scopes: []string{"member:add", signed}},
+		Calls:   []Call{{Method: "POST", Path: "/api/organizations?token=" + m2m, Error: "Bearer " + m2m}},
+		Changes: &Changes{UserIDs: []string{user}, Items: []Item{{ID: m2m, Error: signed}}},
+	}
+	lines, out := writeAll(t, Options{Service: "sidecar", Labels: map[string]string{"id": "pod-1"}}, rec)
+	for name, s := range secrets {
+		if strings.Contains(out, s) {
+			t.Errorf("the %s appears in the record", name)
+		}
+		// A signature alone is enough to replay nothing, but its presence means the token leaked.
+		if parts := strings.Split(s, "."); len(parts) >= 3 && strings.Contains(out, parts[len(parts)-1]) {
+			t.Errorf("the %s's last part appears in the record", name)
+		}
+	}
+	if strings.Contains(out, b64.EncodeToString([]byte("m2m-app:"+appSecret))) {
+		t.Error("the Basic credentials appear in the record")
+	}
+	// What is not a credential stays, and the removals are listed.
+	got := lines[0]
+	for path, want := range map[string]any{
+		"input/request/headers/content-type": "application/json", "input/request/body/name": "Acme",
+		"input/request/body/userIds/0": nil, // an array: checked below
+		"input/request/query/page/0":   nil,
+		"reason":                       "org_permission", "route": "POST /api/organizations/{orgId}/users",
+		"input/token/kind": "organization",
+	} {
+		if want != nil && get(got, path) != want {
+			t.Errorf("%s = %#v, want %#v", path, get(got, path), want)
+		}
+	}
+	if ids, _ := json.Marshal(get(got, "input/request/body/userIds")); string(ids) != `["u2","[redacted]"]` {
+		t.Errorf("body userIds = %s, want [\"u2\",\"[redacted]\"]", ids)
+	}
+	erased := strings.Join(toStrings(get(got, "erased")), " ")
+	for _, p := range []string{"/input/request/headers/authorization", "/input/request/headers/cookie",
+		"/input/request/headers/x-orgauthz-decision", "/input/request/body/password", "/input/token/claims",
+		"/input/request/query/access_token", "/result/headers/x-token"} {
+		if !strings.Contains(erased+" ", p+" ") {
+			t.Errorf("erased lacks %s: %s", p, erased)
+		}
+	}
+	masked := strings.Join(toStrings(get(got, "masked")), " ")
+	for _, p := range []string{"/input/request/headers/x-innocent", "/input/request/body/userIds/1", "/result/headers/x-upstream"} {
+		if !strings.Contains(masked+" ", p+" ") {
+			t.Errorf("masked lacks %s: %s", p, masked)
+		}
+	}
+	if get(got, "request_id") != nil || get(got, "trace_id") != nil {
+		t.Errorf("a token given as request or trace id was kept: %v %v", get(got, "request_id"), get(got, "trace_id"))
+	}
+}
+
+func toStrings(v any) []string {
+	var out []string
+	if a, ok := v.([]any); ok {
+		for _, e := range a {
+			s, _ := e.(string)
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Random junk around token-shaped strings never leaks them, and plain values are left alone.
+func TestCredentialValueShapes(t *testing.T) {
+	tok := es384Token(t, map[string]any{"sub": "u1"})
+	for _, tc := range []struct {
+		in   string
+		cred bool
+	}{
+		{tok, true}, {"Bearer " + tok, true}, {"BEARER opaque-token-value", true}, {"Basic dXNlcjpwYXNz", true},
+		{"x," + tok + ",y", true}, {`{"t":"` + tok + `"}`, true}, {signedDecision(t), true},
+		{"POST /api/organizations/{orgId}/users", false}, {"org:create member:add", false},
+		{"10.0.0.7", false}, {"a.b.c", false}, {"v1.2.3", false}, {"example.com.au", false},
+		{"u1", false}, {"alice@example.com", false},
+	} {
+		if got := isCredentialValue(tc.in); got != tc.cred {
+			t.Errorf("isCredentialValue(%.60q) = %v, want %v", tc.in, got, tc.cred)
+		}
+	}
+}
