@@ -28,7 +28,9 @@ type token struct {
 	kind      string
 }
 
-func (tk token) String() string { return fmt.Sprintf("%s token of %q in %q at %d", tk.kind, tk.user, tk.org, tk.iat) }
+func (tk token) String() string {
+	return fmt.Sprintf("%s token of %q in %q at %d", tk.kind, tk.user, tk.org, tk.iat)
+}
 
 func TestRevoked(t *testing.T) {
 	const nb = testNow
@@ -210,7 +212,7 @@ func BenchmarkRevoked(b *testing.B) {
 		want      bool
 	}{{"none", 0, "qalhpa13xzgs", "zq8qk5x57m55", false}, {"miss", 10000, "qalhpa13xzgs", "zq8qk5x57m55", false}, {"hit", 10000, "o7", "u9", true}} {
 		b.Run(bc.name, func(b *testing.B) {
-			s, iat := benchStore(b, bc.n), int64(testNow + 1)
+			s, iat := benchStore(b, bc.n), int64(testNow+1)
 			if bc.want {
 				iat = testNow - 1
 			}
