@@ -2,7 +2,6 @@ package revocation
 
 import (
 	"context"
-	"errors"
 	"strconv"
 	"strings"
 	"time"
@@ -13,10 +12,13 @@ import (
 // The Redis layout. Watermarks live in one sorted set, member the scope's shared form, score its
 // NotBefore: ZADD GT keeps the latest per scope, ZRANGEBYSCORE reads the live ones, ZREMRANGEBYSCORE
 // drops the expired. A generation counter, bumped by every write, lets a resync skip the read when
-// nothing changed; every write is also published so replicas apply it at once.
+// nothing changed; the epoch, a random value the first writer after a Redis start sets, tells a
+// restarted Redis (whose counter starts again) from an unchanged one. Every write is also published
+// so replicas apply it at once.
 const (
 	setKey            = "orgauthz:revocation:watermarks"
 	genKey            = "orgauthz:revocation:generation"
+	epochKey          = "orgauthz:revocation:epoch"
 	channel           = "orgauthz:revocation"
 	decisionKeyPrefix = "orgauthz:decision:"
 )
@@ -45,6 +47,7 @@ func (s *Store) flush(ctx context.Context) error {
 		p.ZRemRangeByScore(ctx, setKey, "-inf", "("+strconv.FormatInt(s.horizon(), 10))
 		p.Expire(ctx, setKey, s.opts.Retention+time.Minute)
 		p.Incr(ctx, genKey)
+		p.SetNX(ctx, epochKey, s.epoch, 0)
 		for sc, nb := range batch {
 			p.Publish(ctx, channel, sc.String()+"="+strconv.FormatInt(nb, 10))
 		}
@@ -117,15 +120,15 @@ func (s *Store) resync(ctx context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
-	gen, err := s.rdb.Get(ctx, genKey).Int64()
-	if errors.Is(err, redis.Nil) {
-		gen, err = 0, nil
-	}
+	v, err := s.rdb.MGet(ctx, epochKey, genKey).Result()
 	if err != nil {
 		s.failed(err)
 		return
 	}
-	if s.ready.Load() && gen == s.lastGen && gen != 0 {
+	epoch, _ := v[0].(string)
+	gen, _ := v[1].(string)
+	version := epoch + "/" + gen
+	if s.ready.Load() && version == s.lastVersion && epoch != "" {
 		s.synced.Store(s.opts.Now().UnixNano())
 		s.reachable()
 		return
@@ -162,7 +165,7 @@ func (s *Store) resync(ctx context.Context) {
 	}
 	s.publishLocked()
 	s.mu.Unlock()
-	s.lastGen = gen
+	s.lastVersion = version
 	s.ready.Store(true)
 	s.synced.Store(s.opts.Now().UnixNano())
 	s.reachable()

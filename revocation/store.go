@@ -15,6 +15,7 @@ package revocation
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -89,15 +90,16 @@ type Store struct {
 
 	claims claimSet // decision IDs (memory) and webhook deliveries (always) already seen
 
-	rdb     *redis.Client // nil for memory
-	lastGen int64         // the shared set's generation at the last full load (sync loop only)
-	ready   atomic.Bool   // the shared set was loaded at least once
-	up      atomic.Bool   // the last Redis round trip succeeded
-	errs    atomic.Uint64 // Redis failures
-	synced  atomic.Int64  // Unix nanoseconds of the last successful resync
-	lastErr atomic.Pointer[string]
-	stop    context.CancelFunc
-	done    chan struct{}
+	rdb         *redis.Client // nil for memory
+	epoch       string        // this store's candidate for the shared epoch (random)
+	lastVersion string        // the shared set's epoch and generation at the last full load (sync loop only)
+	ready       atomic.Bool   // the shared set was loaded at least once
+	up          atomic.Bool   // the last Redis round trip succeeded
+	errs        atomic.Uint64 // Redis failures
+	synced      atomic.Int64  // Unix nanoseconds of the last successful resync
+	lastErr     atomic.Pointer[string]
+	stop        context.CancelFunc
+	done        chan struct{}
 }
 
 // Open returns a Store for url: "memory" (or "") keeps everything in this process; "redis://host:port/db"
@@ -127,7 +129,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	ro.DialTimeout, ro.ReadTimeout, ro.WriteTimeout = opts.Timeout, opts.Timeout, opts.Timeout
 	ro.MaxRetries = 1
 	ro.DisableIdentity = true // CLIENT SETINFO is Redis 7.2+; Debian 12 ships 7.0
-	s.backend, s.rdb = "redis", redis.NewClient(ro)
+	s.backend, s.rdb, s.epoch = "redis", redis.NewClient(ro), rand.Text()
 	s.resync(ctx)
 	bg, stop := context.WithCancel(context.Background())
 	s.stop, s.done = stop, make(chan struct{})
