@@ -2,6 +2,7 @@ package revocation
 
 import (
 	"context"
+	"crypto/rand"
 	"strconv"
 	"strings"
 	"time"
@@ -47,7 +48,7 @@ func (s *Store) flush(ctx context.Context) error {
 		p.ZRemRangeByScore(ctx, setKey, "-inf", "("+strconv.FormatInt(s.horizon(), 10))
 		p.Expire(ctx, setKey, s.opts.Retention+time.Minute)
 		p.Incr(ctx, genKey)
-		p.SetNX(ctx, epochKey, s.epoch, 0)
+		p.SetNX(ctx, epochKey, rand.Text(), 0) // a fresh value only if Redis has none: it restarted
 		for sc, nb := range batch {
 			p.Publish(ctx, channel, sc.String()+"="+strconv.FormatInt(nb, 10))
 		}

@@ -15,7 +15,6 @@ package revocation
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -91,7 +90,6 @@ type Store struct {
 	claims claimSet // decision IDs (memory) and webhook deliveries (always) already seen
 
 	rdb         *redis.Client // nil for memory
-	epoch       string        // this store's candidate for the shared epoch (random)
 	lastVersion string        // the shared set's epoch and generation at the last full load (sync loop only)
 	ready       atomic.Bool   // the shared set was loaded at least once
 	up          atomic.Bool   // the last Redis round trip succeeded
@@ -129,7 +127,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	ro.DialTimeout, ro.ReadTimeout, ro.WriteTimeout = opts.Timeout, opts.Timeout, opts.Timeout
 	ro.MaxRetries = 1
 	ro.DisableIdentity = true // CLIENT SETINFO is Redis 7.2+; Debian 12 ships 7.0
-	s.backend, s.rdb, s.epoch = "redis", redis.NewClient(ro), rand.Text()
+	s.backend, s.rdb = "redis", redis.NewClient(ro)
 	s.resync(ctx)
 	bg, stop := context.WithCancel(context.Background())
 	s.stop, s.done = stop, make(chan struct{})
@@ -180,6 +178,10 @@ func (s *Store) Revoke(ctx context.Context, ws ...Watermark) error {
 	s.mu.Unlock()
 	if s.rdb == nil {
 		return nil
+	}
+	if !s.up.Load() {
+		// Known down: do not make the caller wait for a timeout; the sync loop writes them on recovery.
+		return fmt.Errorf("%w: %s", ErrNotShared, s.Status().LastError)
 	}
 	if err := s.flush(ctx); err != nil {
 		return fmt.Errorf("%w: %v", ErrNotShared, err)
