@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -222,20 +223,17 @@ func TestRedisClaimDecisionSingleUse(t *testing.T) {
 	}
 	// Concurrent claims of one decision: exactly one wins.
 	var wg sync.WaitGroup
-	var mu sync.Mutex
-	wins := 0
+	var wins atomic.Int32
 	for i := range 20 {
 		s := []*Store{a, b}[i%2]
 		wg.Go(func() {
 			if s.ClaimDecision(ctx, "jti-race", exp) == nil {
-				mu.Lock()
-				wins++
-				mu.Unlock()
+				wins.Add(1)
 			}
 		})
 	}
 	wg.Wait()
-	if wins != 1 {
+	if wins := wins.Load(); wins != 1 {
 		t.Errorf("%d of 20 concurrent claims won, want 1", wins)
 	}
 	// The claim expires with the decision (plus decision.Skew).
