@@ -106,7 +106,7 @@ func (s *Store) applyMessage(msg string) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if nb > s.scopes[sc] {
+	if nb > s.scopes[sc] && s.plausible(nb) {
 		s.scopes[sc] = nb
 		s.publishLocked()
 	}
@@ -147,7 +147,7 @@ func (s *Store) resync(ctx context.Context) {
 		if !ok {
 			continue
 		}
-		if sc, err := parseScope(m); err == nil {
+		if sc, err := parseScope(m); err == nil && s.plausible(int64(z.Score)) {
 			shared[sc] = int64(z.Score)
 		}
 	}
@@ -174,6 +174,12 @@ func (s *Store) resync(ctx context.Context) {
 		s.opts.Logger.Warn("revocation: writing back watermarks the shared set lacks", "count", missing)
 		_ = s.flush(ctx)
 	}
+}
+
+// plausible reports whether a NotBefore read from Redis is not far in the future: a bad entry there
+// must not refuse every token until that time. Webhook watermarks are at most WebhookMaxAhead ahead.
+func (s *Store) plausible(nb int64) bool {
+	return nb <= s.opts.Now().Add(2*WebhookMaxAhead).Unix()
 }
 
 // failed records a Redis failure, logging only the transition from reachable.

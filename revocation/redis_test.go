@@ -148,9 +148,15 @@ func TestRedisResyncWithoutMessage(t *testing.T) {
 	if err := a.rdb.ZAdd(ctx, setKey, redis.Z{Score: float64(w.NotBefore), Member: sc.String()}).Err(); err != nil {
 		t.Fatal(err)
 	}
+	// A watermark a day ahead (bad data) would refuse every token until then: ignored.
+	future := scope{"", "u10", AllKinds}
+	a.rdb.ZAdd(ctx, setKey, redis.Z{Score: float64(time.Now().Add(24 * time.Hour).Unix()), Member: future.String()})
 	a.rdb.Incr(ctx, genKey)
 	if _, ok := eventually(time.Second, func() bool { return b.Revoked("", "u9", w.NotBefore-1, decision.KindAdmin) }); !ok {
 		t.Error("an unpublished watermark is not applied by the resync within 1 s")
+	}
+	if b.Revoked("", "u10", time.Now().Unix(), decision.KindAdmin) {
+		t.Error("a watermark a day in the future is applied")
 	}
 }
 
