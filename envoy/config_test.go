@@ -451,6 +451,7 @@ const extAuthzMetadata = "envoy.filters.http.ext_authz"
 // must hold.
 var accessLogFields = map[string]string{
 	"decision_id":   "%DYNAMIC_METADATA(" + extAuthzMetadata + ":decision_id)%",
+	"result":        "%DYNAMIC_METADATA(" + extAuthzMetadata + ":result)%",
 	"reason":        "%DYNAMIC_METADATA(" + extAuthzMetadata + ":reason)%",
 	"route":         "%DYNAMIC_METADATA(" + extAuthzMetadata + ":route)%",
 	"status":        "%RESPONSE_CODE%",
