@@ -7,7 +7,7 @@ OPA     := $(GO) tool opa
 # Packages whose concurrency is worth the race detector's cost on a 2-core CI machine.
 RACE_PKGS := ./sidecar/internal/token/ ./decision/ ./mgmtproxy/ ./internal/confload/
 
-.PHONY: help build run test test-go test-race test-rego e2e lint bench caddy clean
+.PHONY: help build run test test-go test-race test-rego e2e lint bench caddy image clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -47,6 +47,20 @@ caddy: bin/caddy ## build Caddy (as a Go module, pinned in tests/caddy/go.mod) i
 bin/caddy: tests/caddy/go.mod tests/caddy/go.sum
 	@echo "building Caddy from tests/caddy (a few minutes on a cold cache)"
 	cd tests/caddy && $(GO) build -o ../../bin/caddy github.com/caddyserver/caddy/v2/cmd/caddy
+
+# Image version stamped into both binaries (--version) and the tag the manifests name.
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+IMAGE_TAG ?= dev
+
+image: ## build the orgauthz/sidecar and orgauthz/mgmtproxy images (Docker, Podman or Buildah; VERSION=, IMAGE_TAG=)
+	@engine=""; for e in docker podman buildah; do if command -v $$e >/dev/null; then engine=$$e; break; fi; done; \
+	if [ -z "$$engine" ]; then echo "make image: no docker, podman or buildah on PATH" >&2; exit 1; fi; \
+	if ! timeout 20 $$engine info >/dev/null 2>&1; then \
+	  echo "make image: $$engine is on PATH but no container engine answers ('$$engine info' failed): start the daemon or point DOCKER_HOST at one" >&2; exit 1; fi; \
+	for t in sidecar mgmtproxy; do \
+	  echo "$$engine build --target $$t --build-arg VERSION=$(VERSION) -t orgauthz/$$t:$(IMAGE_TAG) ."; \
+	  $$engine build --target $$t --build-arg VERSION=$(VERSION) -t orgauthz/$$t:$(IMAGE_TAG) . || exit 1; \
+	done
 
 clean: ## remove build output
 	rm -rf bin

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -19,6 +20,7 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	streamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -411,6 +413,7 @@ var checks = []check{
 		}
 		return errors.Join(errs...)
 	})},
+	{"access log", eachHCM(checkAccessLog)},
 	{"routes", eachHCM(func(h hcm) error {
 		if h.GetRouteConfig() == nil {
 			return errors.New("routes are not inline (rds)")
@@ -438,6 +441,55 @@ var checks = []check{
 		}
 		return errors.Join(errs...)
 	})},
+}
+
+// extAuthzMetadata is the dynamic metadata namespace Envoy's ext_authz filter emits a CheckResponse's
+// dynamic_metadata under; the sidecar sets decision_id, reason and route there.
+const extAuthzMetadata = "envoy.filters.http.ext_authz"
+
+// accessLogFields are the JSON access log fields operators rely on, with the exact command each
+// must hold.
+var accessLogFields = map[string]string{
+	"decision_id":   "%DYNAMIC_METADATA(" + extAuthzMetadata + ":decision_id)%",
+	"result":        "%DYNAMIC_METADATA(" + extAuthzMetadata + ":result)%",
+	"reason":        "%DYNAMIC_METADATA(" + extAuthzMetadata + ":reason)%",
+	"route":         "%DYNAMIC_METADATA(" + extAuthzMetadata + ":route)%",
+	"status":        "%RESPONSE_CODE%",
+	"method":        "%REQ(:METHOD)%",
+	"path":          "%PATH(WQ:ORIG)%", // without the query: a token pasted into a URL stays out of the log
+	"duration_ms":   "%DURATION%",
+	"upstream_host": "%UPSTREAM_HOST%",
+}
+
+// credentialInLog matches access log commands that would write a credential or the query string.
+var credentialInLog = regexp.MustCompile(`(?i)authorization|cookie|x-orgauthz-decision\)|:path|original-path|%PATH%|%PATH\((NQ|:|\))`)
+
+// checkAccessLog: exactly one access log, JSON to stdout for every request, with the fields above
+// and nothing that logs a credential.
+func checkAccessLog(h hcm) error {
+	logs := h.GetAccessLog()
+	if len(logs) != 1 {
+		return fmt.Errorf("%d access logs, want 1", len(logs))
+	}
+	al := logs[0]
+	out, err := unpack[*streamv3.StdoutAccessLog](al.GetTypedConfig())
+	if err != nil {
+		return fmt.Errorf("access log: %w", err)
+	}
+	js := out.GetLogFormat().GetJsonFormat()
+	errs := []error{
+		want(al.GetFilter() == nil, "the access log has a filter: some requests would go unlogged"),
+		want(js != nil, "the access log is not JSON"),
+		want(h.extAuthzName == extAuthzMetadata, "ext_authz filter is named %s: the log reads metadata of %s", h.extAuthzName, extAuthzMetadata),
+	}
+	fields := js.GetFields()
+	for k, cmd := range accessLogFields {
+		errs = append(errs, want(fields[k].GetStringValue() == cmd, "access log field %s = %v, want %s", k, fields[k], cmd))
+	}
+	for k, v := range fields {
+		errs = append(errs, want(!credentialInLog.MatchString(v.GetStringValue()), "access log field %s = %q logs a credential or the query", k, v.GetStringValue()))
+	}
+	return errors.Join(errs...)
 }
 
 // perRouteBypass reports a per-route ext_authz config that turns the check off or drops the body.
@@ -512,9 +564,9 @@ func TestBootstraps(t *testing.T) {
 			if err != nil {
 				t.Fatalf("load: %v", err)
 			}
-			// HCM, ext_authz, router, two HttpProtocolOptions, the resource monitor.
-			if b.typed < 6 {
-				t.Errorf("unpacked %d typed configs, want at least 6", b.typed)
+			// HCM, access log, ext_authz, router, two HttpProtocolOptions, the resource monitor.
+			if b.typed < 7 {
+				t.Errorf("unpacked %d typed configs, want at least 7", b.typed)
 			}
 			if err := checkBootstrap(b, p); err != nil {
 				t.Errorf("checks failed:\n%v", err)
@@ -633,6 +685,25 @@ func TestCheckerCatchesWeakenedConfigs(t *testing.T) {
 				"@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy", "stat_prefix": "raw", "cluster": proxyCluster}}},
 				fc["filters"].([]any)...)
 		}, "network filters"},
+		{"no access log", deleteIn(hcmOf, "access_log"), "access log"},
+		{"access log without decision_id", func(t *testing.T, root map[string]any) {
+			delete(jsonLogOf(t, root), "decision_id")
+		}, "access log"},
+		{"access log reads the wrong metadata", func(t *testing.T, root map[string]any) {
+			jsonLogOf(t, root)["reason"] = "%DYNAMIC_METADATA(envoy.filters.http.ext_authz.v3:reason)%"
+		}, "access log"},
+		{"access log with the query", func(t *testing.T, root map[string]any) { jsonLogOf(t, root)["path"] = "%REQ(:PATH)%" }, "access log"},
+		{"access log with the token", func(t *testing.T, root map[string]any) {
+			jsonLogOf(t, root)["auth"] = "%REQ(Authorization)%"
+		}, "access log"},
+		{"access log of errors only", func(t *testing.T, root map[string]any) {
+			hcmOf(t, root)["access_log"].([]any)[0].(map[string]any)["filter"] = map[string]any{
+				"status_code_filter": map[string]any{"comparison": map[string]any{"op": "GE", "value": map[string]any{"default_value": 500, "runtime_key": "x"}}}}
+		}, "access log"},
+		{"access log as text", func(t *testing.T, root map[string]any) {
+			field(t, one(t, root, "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"), "log_format")["text_format_source"] = map[string]any{"inline_string": "%RESPONSE_CODE%\n"}
+			delete(field(t, one(t, root, "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"), "log_format"), "json_format")
+		}, "access log"},
 		{"xDS", setIn(func(_ *testing.T, root map[string]any) map[string]any { return root }, "dynamic_resources",
 			map[string]any{"lds_config": map[string]any{"path_config_source": map[string]any{"path": "/etc/envoy/lds.yaml"}}}), "static config only"},
 	}
@@ -746,6 +817,10 @@ func vhostOf(t *testing.T, root map[string]any) map[string]any {
 func routesOf(t *testing.T, root map[string]any) []any { return vhostOf(t, root)["routes"].([]any) }
 func httpFiltersOf(t *testing.T, root map[string]any) []any {
 	return hcmOf(t, root)["http_filters"].([]any)
+}
+
+func jsonLogOf(t *testing.T, root map[string]any) map[string]any {
+	return field(t, field(t, one(t, root, "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"), "log_format"), "json_format")
 }
 
 func setIn(at func(*testing.T, map[string]any) map[string]any, key string, v any) func(*testing.T, map[string]any) {

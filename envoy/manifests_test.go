@@ -12,15 +12,20 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/open-policy-agent/opa/v1/ast"
 	"sigs.k8s.io/yaml"
 )
 
 // The flags each binary is given, exactly: a typo or a flag that does not exist fails here.
 var (
-	sidecarFlags   = []string{"--issuer", "--api-resource", "--admin-resource", "--policies", "--grpc-addr", "--http-addr", "--decision-key"}
-	mgmtproxyFlags = []string{"--listen-addr", "--logto-endpoint", "--m2m-app-id", "--m2m-app-secret-file", "--decision-public-key"}
+	sidecarFlags   = []string{"--issuer", "--api-resource", "--admin-resource", "--policies", "--grpc-addr", "--http-addr", "--decision-key", "--metrics-addr"}
+	mgmtproxyFlags = []string{"--listen-addr", "--logto-endpoint", "--m2m-app-id", "--m2m-app-secret-file", "--decision-public-key", "--metrics-addr"}
 	secretLike     = regexp.MustCompile(`(?i)secret|key|token|password|credential`)
+)
+
+// The metrics ports of the sidecar and mgmtproxy (--metrics-addr).
+const (
+	sidecarMetricsPort = "9090"
+	proxyMetricsPort   = "9091"
 )
 
 // docs reads every YAML document of the files matching pattern, bounded in size.
@@ -208,6 +213,13 @@ func checkPair(t reporter, sidecar, proxy process) {
 	if _, port, _ := net.SplitHostPort(pf["--listen-addr"]); port != "8081" {
 		t.Errorf("%s: --listen-addr = %q, want port 8081", proxy.where, pf["--listen-addr"])
 	}
+	// /metrics on ports of their own, outside the ext_authz-guarded and the denied ports.
+	if _, port, _ := net.SplitHostPort(sf["--metrics-addr"]); port != sidecarMetricsPort {
+		t.Errorf("%s: --metrics-addr = %q, want port %s", sidecar.where, sf["--metrics-addr"], sidecarMetricsPort)
+	}
+	if _, port, _ := net.SplitHostPort(pf["--metrics-addr"]); port != proxyMetricsPort {
+		t.Errorf("%s: --metrics-addr = %q, want port %s", proxy.where, pf["--metrics-addr"], proxyMetricsPort)
+	}
 	if !strings.HasPrefix(sf["--policies"], "/policies") {
 		t.Errorf("%s: --policies = %q, want /policies", sidecar.where, sf["--policies"])
 	}
@@ -299,8 +311,8 @@ func checkProbe(t *testing.T, pod any, container, probe, wantPath string, wantPo
 }
 
 func TestKubernetesManifests(t *testing.T) {
-	ds := docs(t, "k8s/*.yaml")
-	for kind, n := range map[string]int{"Namespace": 1, "Deployment": 1, "Service": 1, "Secret": 2, "ConfigMap": 1} {
+	ds := kustomize(t, baseDir)
+	for kind, n := range map[string]int{"Namespace": 1, "Deployment": 1, "Service": 2} {
 		if got := len(byKind(ds, kind)); got != n {
 			t.Errorf("%d %s documents, want %d", got, kind, n)
 		}
@@ -324,45 +336,92 @@ func TestKubernetesManifests(t *testing.T) {
 	if got := sidecar.files["/policies/orgauthz"]; got != "configmap/orgauthz-policies" {
 		t.Errorf("/policies/orgauthz is backed by %q, want configmap/orgauthz-policies", got)
 	}
-	if get(pod, "securityContext", "runAsNonRoot") != true {
-		t.Error("pod may run as root")
-	}
 
-	for _, s := range byKind(ds, "Secret") {
-		for k, v := range get(s, "stringData").(map[string]any) {
-			if v != "REPLACE_ME" {
-				t.Errorf("secret %v key %s holds a value; commit placeholders only", get(s, "metadata", "name"), k)
+	labels := mapOf(get(deps[0], "spec", "template", "metadata", "labels"))
+	services := map[string]any{}
+	for _, svc := range byKind(ds, "Service") {
+		services[str(get(svc, "metadata", "name"))] = svc
+		for k, v := range mapOf(get(svc, "spec", "selector")) {
+			if labels[k] != v {
+				t.Errorf("service %v selector %s=%v does not select the pod (labels %v)", get(svc, "metadata", "name"), k, v, labels)
 			}
 		}
-		if get(s, "data") != nil {
-			t.Errorf("secret %v has base64 data; commit placeholders only", get(s, "metadata", "name"))
-		}
 	}
-
-	cm := byKind(ds, "ConfigMap")[0]
-	for name, src := range get(cm, "data").(map[string]any) {
-		if _, err := ast.CompileModules(map[string]string{name: str(src)}); err != nil {
-			t.Errorf("ConfigMap %s does not compile: %v", name, err)
-		}
-	}
-
-	svc := byKind(ds, "Service")[0]
-	for _, p := range list(get(svc, "spec", "ports")) {
+	for _, p := range list(get(services["orgauthz-api"], "spec", "ports")) {
 		if get(p, "port") != 8081.0 {
-			t.Errorf("service exposes port %v, want only 8081 (mgmtproxy)", get(p, "port"))
+			t.Errorf("service orgauthz-api exposes port %v, want only 8081 (mgmtproxy)", get(p, "port"))
 		}
 	}
-	labels := get(deps[0], "spec", "template", "metadata", "labels").(map[string]any)
-	for k, v := range get(svc, "spec", "selector").(map[string]any) {
-		if labels[k] != v {
-			t.Errorf("service selector %s=%v does not select the pod (labels %v)", k, v, labels)
+}
+
+// checkHardened: non-root, read-only root filesystem, no capabilities, seccomp RuntimeDefault, no
+// privilege escalation and resource limits, for every container.
+func checkHardened(t reporter, pod any) {
+	t.Helper()
+	if get(pod, "automountServiceAccountToken") != false {
+		t.Errorf("the pod mounts a service account token it does not use")
+	}
+	for _, c := range list(get(pod, "containers")) {
+		name := get(c, "name")
+		sc := get(c, "securityContext")
+		for _, tc := range []struct {
+			what string
+			ok   bool
+		}{
+			{"runAsNonRoot", get(sc, "runAsNonRoot") == true || get(pod, "securityContext", "runAsNonRoot") == true},
+			{"readOnlyRootFilesystem", get(sc, "readOnlyRootFilesystem") == true},
+			{"allowPrivilegeEscalation false", get(sc, "allowPrivilegeEscalation") == false},
+			{"capabilities drop ALL", slices.Equal(list(get(sc, "capabilities", "drop")), []any{"ALL"}) && get(sc, "capabilities", "add") == nil},
+			{"seccomp RuntimeDefault", get(sc, "seccompProfile", "type") == "RuntimeDefault"},
+			{"no privileged", get(sc, "privileged") != true},
+			{"CPU and memory requests", get(c, "resources", "requests", "cpu") != nil && get(c, "resources", "requests", "memory") != nil},
+			{"memory limit", get(c, "resources", "limits", "memory") != nil},
+		} {
+			if !tc.ok {
+				t.Errorf("container %v: not %s", name, tc.what)
+			}
+		}
+	}
+}
+
+// checkMetricsScrape: both metrics ports are container ports, bypass the Istio proxy, and are the
+// ports of an annotated headless Service that selects the pod.
+func checkMetricsScrape(t reporter, deployment, svc any) {
+	t.Helper()
+	pod := get(deployment, "spec", "template", "spec")
+	portNames := map[string]string{} // container port name → number
+	for _, c := range list(get(pod, "containers")) {
+		for _, p := range list(get(c, "ports")) {
+			portNames[str(get(p, "name"))] = fmt.Sprint(get(p, "containerPort"))
+		}
+	}
+	excluded := strings.Split(str(get(deployment, "spec", "template", "metadata", "annotations", "traffic.sidecar.istio.io/excludeInboundPorts")), ",")
+	if svc == nil {
+		t.Errorf("no orgauthz-metrics Service")
+		return
+	}
+	if get(svc, "metadata", "annotations", "prometheus.io/scrape") != "true" || get(svc, "spec", "clusterIP") != "None" {
+		t.Errorf("metrics Service is not headless with prometheus.io/scrape: \"true\": %v", svc)
+	}
+	var scraped []string
+	for _, p := range list(get(svc, "spec", "ports")) {
+		scraped = append(scraped, portNames[str(get(p, "targetPort"))])
+	}
+	slices.Sort(scraped)
+	if want := []string{sidecarMetricsPort, proxyMetricsPort}; !slices.Equal(scraped, want) {
+		t.Errorf("metrics Service targets container ports %v, want %v", scraped, want)
+	}
+	for _, port := range []string{sidecarMetricsPort, proxyMetricsPort} {
+		if !slices.Contains(excluded, port) {
+			t.Errorf("metrics port %s is captured by the Istio proxy (excludeInboundPorts %v): a Prometheus outside the mesh cannot scrape it", port, excluded)
 		}
 	}
 }
 
 func TestIstioManifests(t *testing.T) {
-	ds := docs(t, "istio/*.yaml")
-	pods := byKind(docs(t, "k8s/deployment.yaml"), "Deployment")
+	base := kustomize(t, baseDir)
+	ds := append(docs(t, "istio/*.yaml"), base...)
+	pods := byKind(base, "Deployment")
 	podLabels := get(pods[0], "spec", "template", "metadata", "labels").(map[string]any)
 
 	ops := byKind(ds, "IstioOperator")
@@ -404,6 +463,15 @@ func TestIstioManifests(t *testing.T) {
 		}
 		if get(p, "spec", "action") == "CUSTOM" {
 			custom = append(custom, p)
+		}
+		for _, r := range list(get(p, "spec", "rules")) {
+			for _, to := range list(get(r, "to")) {
+				for _, port := range list(get(to, "operation", "ports")) {
+					if port == sidecarMetricsPort || port == proxyMetricsPort {
+						t.Errorf("policy %v covers metrics port %v: Prometheus could not scrape it", get(p, "metadata", "name"), port)
+					}
+				}
+			}
 		}
 	}
 	if len(custom) != 1 {
@@ -464,8 +532,8 @@ func TestCompose(t *testing.T) {
 		if name != "envoy" && get(s, "network_mode") != "service:envoy" {
 			t.Errorf("service %s network_mode = %v, want service:envoy (shared loopback)", name, get(s, "network_mode"))
 		}
-		if name != "envoy" && get(s, "build", "dockerfile_inline") == nil {
-			t.Errorf("service %s is not built from the repository", name)
+		if name != "envoy" && (get(s, "build", "dockerfile") != "Dockerfile" || get(s, "build", "target") != name) {
+			t.Errorf("service %s is not built from the repository's Dockerfile, target %s", name, name)
 		}
 	}
 
@@ -498,10 +566,11 @@ func TestCompose(t *testing.T) {
 func TestManifestCheckerCatches(t *testing.T) {
 	good := func() (process, process) {
 		return process{where: "sidecar", args: []string{"--issuer=i", "--api-resource=a", "--admin-resource=b",
-				"--policies=/policies", "--grpc-addr=127.0.0.1:9191", "--http-addr=0.0.0.0:9192", "--decision-key=/k/decision.key"},
+				"--policies=/policies", "--grpc-addr=127.0.0.1:9191", "--http-addr=0.0.0.0:9192", "--decision-key=/k/decision.key",
+				"--metrics-addr=0.0.0.0:9090"},
 				files: map[string]string{"/k/decision.key": "secret/keys/decision.key"}},
 			process{where: "mgmtproxy", args: []string{"--listen-addr=0.0.0.0:8081", "--logto-endpoint=l", "--m2m-app-id=m",
-				"--m2m-app-secret-file=/m/s", "--decision-public-key=/p/decision.pub"},
+				"--m2m-app-secret-file=/m/s", "--decision-public-key=/p/decision.pub", "--metrics-addr=0.0.0.0:9091"},
 				files: map[string]string{"/m/s": "secret/m2m/s", "/p/decision.pub": "secret/keys/decision.pub"}}
 	}
 	tests := []struct {
@@ -520,6 +589,7 @@ func TestManifestCheckerCatches(t *testing.T) {
 		{"typo'd flag", func(s, _ *process) { s.args[0] = "--isuer=i" }},
 		{"missing flag", func(_, p *process) { p.args = p.args[1:] }},
 		{"flag without value", func(_, p *process) { p.args[2] = "--m2m-app-id" }},
+		{"metrics on the ext_authz-guarded port", func(_, p *process) { p.args[5] = "--metrics-addr=0.0.0.0:8081" }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

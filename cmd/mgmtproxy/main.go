@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/orgauthz/orgauthz/internal/confload"
+	"github.com/orgauthz/orgauthz/internal/version"
 	"github.com/orgauthz/orgauthz/mgmtproxy"
 )
 
@@ -41,6 +42,10 @@ func main() {
 
 // run loads the configuration and serves until ctx ends; with --check it only validates.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if version.Requested(args) {
+		version.Print(stdout, "mgmtproxy")
+		return nil
+	}
 	cfg := mgmtproxy.DefaultConfig()
 	res, err := confload.Load(&cfg, confload.Options{Name: "mgmtproxy", Args: args, Getenv: getenv, Output: stderr, About: about,
 		Check: "validate the configuration, reading the secret and key files, then exit"})

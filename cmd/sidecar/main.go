@@ -18,6 +18,7 @@ import (
 
 	"github.com/orgauthz/orgauthz/decision"
 	"github.com/orgauthz/orgauthz/internal/confload"
+	"github.com/orgauthz/orgauthz/internal/version"
 	"github.com/orgauthz/orgauthz/sidecar"
 )
 
@@ -50,6 +51,10 @@ func main() {
 
 // run is the program: keygen, --check, or serve until ctx ends.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if version.Requested(args) {
+		version.Print(stdout, "sidecar")
+		return nil
+	}
 	if len(args) > 0 && args[0] == "keygen" {
 		return keygen(args[1:], stderr)
 	}
