@@ -199,7 +199,7 @@ func (s *Server) serveJWKS(w http.ResponseWriter, _ *http.Request, _ Fault) {
 
 // apiError is Logto's error body (its keys come out sorted).
 type apiError struct {
-	Code    string `json:"code"`
+	Code    string `json:"code,omitempty"` // empty only in koa-body's invalid-JSON answer
 	Data    any    `json:"data,omitempty"`
 	Details string `json:"details,omitempty"`
 	Message string `json:"message"`
