@@ -74,10 +74,16 @@ func (s *Server) sortedPermissions(names []string, all bool) []permissionJSON {
 	return out
 }
 
-func (s *Server) listPermissions(w http.ResponseWriter, _ *http.Request) {
+func (s *Server) listPermissions(w http.ResponseWriter, r *http.Request) {
+	p, ok := parsePagination(r.URL.Query())
+	if !ok {
+		writeJSON(w, http.StatusBadRequest, errPagination)
+		return
+	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	writeJSON(w, http.StatusOK, s.sortedPermissions(nil, true))
+	all := s.sortedPermissions(nil, true)
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, nonNil(paginate(s, w, r, p, all)))
 }
 
 func (s *Server) createPermission(w http.ResponseWriter, r *http.Request) {
