@@ -44,6 +44,10 @@
 // shape); the skipped ones are named with their reason. AddM2MAppWithoutRole (and the demo's
 // noRoleM2MApp) reproduces an M2M app that lacks the Management API role.
 //
+// Webhooks: hooks registered with POST /api/hooks (Logto's shape) or AddHook get Logto's
+// deliveries (headers, logto-signature-sha-256 HMAC, body) for the changes the emulator
+// serves, asynchronously and once; see webhooks.go for the events.
+//
 // Known differences from Logto: only client credentials and token exchange are implemented
 // (no authorization code or refresh token grants, no admin tenant), organization tokens use
 // Config.TokenTTL, and endpoints other than the above answer 404.

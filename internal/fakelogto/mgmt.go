@@ -34,7 +34,8 @@ func (s *Server) managementRoutes() http.Handler {
 	mux.HandleFunc("DELETE /api/organizations/{id}/users/{userId}/roles/{roleId}", s.removeMemberRole)
 	mux.HandleFunc("POST /api/users", s.createUser)
 	mux.HandleFunc("GET /api/users/{id}", s.getUser)
-	mux.HandleFunc("DELETE /api/users/{id}", s.deleteUser)
+	mux.HandleFunc("DELETE /api/users/{userId}", s.deleteUser)
+	mux.HandleFunc("POST /api/hooks", s.createHook)
 	mux.HandleFunc("GET /api/users/{id}/organizations", s.getUserOrganizations)
 	mux.HandleFunc("POST /api/users/{id}/roles", s.assignUserRoles)
 	mux.HandleFunc("POST /api/subject-tokens", s.createSubjectToken)
@@ -531,6 +532,7 @@ func (s *Server) createOrganization(w http.ResponseWriter, r *http.Request) {
 	o := s.addOrgLocked("", name)
 	s.applyOrgBody(o, b)
 	out := o.json()
+	s.emit(r, hookEvent{event: EventOrganizationCreated, status: http.StatusCreated, data: out})
 	s.mu.Unlock()
 	writeJSON(w, http.StatusCreated, out)
 }
@@ -597,6 +599,7 @@ func (s *Server) patchOrganization(w http.ResponseWriter, r *http.Request) {
 	if o != nil {
 		s.applyOrgBody(o, b)
 		out = o.json()
+		s.emit(r, hookEvent{event: EventOrganizationDataUpdated, status: http.StatusOK, params: map[string]string{"id": o.id}, data: out})
 	}
 	s.mu.Unlock()
 	if o == nil {
@@ -611,6 +614,9 @@ func (s *Server) deleteOrganization(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	o := s.t.orgs[id]
 	delete(s.t.orgs, id)
+	if o != nil {
+		s.emit(r, hookEvent{event: EventOrganizationDeleted, status: http.StatusNoContent, params: map[string]string{"id": id}})
+	}
 	s.mu.Unlock()
 	if o == nil {
 		writeJSON(w, http.StatusNotFound, errEntityNotFound)
@@ -673,6 +679,9 @@ func (s *Server) addMembers(w http.ResponseWriter, r *http.Request) {
 			o.members = append(o.members, id)
 		}
 	}
+	// Like Logto, the event names the organization but not the users added.
+	s.emit(r, hookEvent{event: EventOrganizationMembershipUpdated, status: http.StatusCreated,
+		params: map[string]string{"id": o.id}, extra: map[string]any{"organizationId": o.id}})
 	writeText(w, http.StatusCreated, "Created")
 }
 
@@ -695,6 +704,8 @@ func (s *Server) removeMember(w http.ResponseWriter, r *http.Request) {
 	}
 	o.members = slices.DeleteFunc(o.members, func(id string) bool { return id == uid })
 	delete(o.memberRoles, uid) // Logto drops the member's organization roles with the membership
+	s.emit(r, hookEvent{event: EventOrganizationMembershipUpdated, status: http.StatusNoContent,
+		params: map[string]string{"id": o.id, "userId": uid}, extra: map[string]any{"organizationId": o.id}})
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -897,11 +908,13 @@ func (s *Server) getUser(w http.ResponseWriter, r *http.Request) {
 func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	id := r.PathValue("id")
-	if s.t.users[id] == nil {
+	id := r.PathValue("userId")
+	u := s.t.users[id]
+	if u == nil {
 		writeJSON(w, http.StatusNotFound, notExistsWithID("users", id))
 		return
 	}
+	s.emit(r, hookEvent{event: EventUserDeleted, status: http.StatusNoContent, params: map[string]string{"userId": id}, data: u.json()})
 	delete(s.t.users, id)
 	for _, o := range s.t.orgs {
 		o.members = slices.DeleteFunc(o.members, func(m string) bool { return m == id })

@@ -204,6 +204,9 @@ func (s *Server) createOrgRole(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.t.orgRoles[role.id] = role
+	if len(role.scopes) > 0 { // Logto reports a role created with permissions as a scope change
+		s.emit(r, hookEvent{event: EventOrganizationRoleScopesUpdated, status: http.StatusCreated, extra: map[string]any{"organizationRoleId": role.id}})
+	}
 	writeJSON(w, http.StatusCreated, role.json())
 }
 
