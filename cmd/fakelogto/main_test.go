@@ -10,13 +10,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/orgauthz/orgauthz/internal/chain"
 	"github.com/orgauthz/orgauthz/internal/fakelogto"
 )
 
@@ -132,20 +132,10 @@ func TestRunSendsWebhooks(t *testing.T) {
 	raw, _ := os.ReadFile(seedFile)
 	var demo fakelogto.Demo
 	json.Unmarshal(raw, &demo)
-	form := url.Values{"grant_type": {"client_credentials"}, "resource": {demo.ManagementResource}, "scope": {"all"}}
-	treq, _ := http.NewRequest("POST", demo.Issuer+"/token", strings.NewReader(form.Encode()))
-	treq.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	treq.SetBasicAuth(demo.M2MApp.ID, demo.M2MApp.Secret)
-	tresp, err := http.DefaultClient.Do(treq)
+	tok, err := (&chain.Tokens{Endpoint: demo.URL, Seed: demo}).Management(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	var token struct {
-		AccessToken string `json:"access_token"`
-	}
-	json.NewDecoder(tresp.Body).Decode(&token)
-	tresp.Body.Close()
-	tok := token.AccessToken
 	req, _ := http.NewRequest("DELETE", demo.URL+"/api/organizations/"+fakelogto.DemoAcmeID+"/users/"+fakelogto.DemoBobID, nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
 	resp, err := http.DefaultClient.Do(req)

@@ -280,16 +280,26 @@ func decodeSegment(t *testing.T, jwt string, i int) ([]string, map[string]any) {
 	if err := json.Unmarshal(raw, &m); err != nil {
 		t.Fatalf("decode JWT: %v", err)
 	}
+	return objectKeys(raw), m
+}
+
+// objectKeys lists a JSON object's keys in their order (nil when raw is not an object).
+func objectKeys(raw []byte) []string {
 	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.Token() // {
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil
+	}
 	var keys []string
 	for dec.More() {
-		k, _ := dec.Token()
+		k, err := dec.Token()
+		if err != nil {
+			return keys
+		}
 		keys = append(keys, k.(string))
 		var skip json.RawMessage
 		dec.Decode(&skip)
 	}
-	return keys, m
+	return keys
 }
 
 func isJWT(s string) bool { return strings.HasPrefix(s, "eyJ") && strings.Count(s, ".") == 2 }
