@@ -3,7 +3,6 @@ package fakelogto
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -45,15 +44,7 @@ func postForm(t *testing.T, endpoint string, form url.Values, id, secret string)
 
 func doJSON(t *testing.T, req *http.Request) (*http.Response, map[string]any) {
 	t.Helper()
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp, raw := send(t, req)
 	var body any
 	if len(raw) > 0 && strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
 		if err := json.Unmarshal(raw, &body); err != nil {

@@ -895,13 +895,18 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request) {
 func (s *Server) getUser(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	id := r.PathValue("id")
+	if u := s.userOr404(w, r.PathValue("id")); u != nil {
+		writeJSON(w, http.StatusOK, userDetailJSON{u.json(), u.hasPassword})
+	}
+}
+
+// userOr404 returns the user, or answers Logto's 404 and returns nil; s.mu is held.
+func (s *Server) userOr404(w http.ResponseWriter, id string) *user {
 	u := s.t.users[id]
 	if u == nil {
 		writeJSON(w, http.StatusNotFound, notExistsWithID("users", id))
-		return
 	}
-	writeJSON(w, http.StatusOK, userDetailJSON{u.json(), u.hasPassword})
+	return u
 }
 
 // deleteUser removes the user and, as Logto's foreign keys cascade, their memberships.
@@ -909,9 +914,8 @@ func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	id := r.PathValue("userId")
-	u := s.t.users[id]
+	u := s.userOr404(w, id)
 	if u == nil {
-		writeJSON(w, http.StatusNotFound, notExistsWithID("users", id))
 		return
 	}
 	s.emit(r, hookEvent{event: EventUserDeleted, status: http.StatusNoContent, params: map[string]string{"userId": id}, data: u.json()})
