@@ -2,6 +2,7 @@ package fakelogto
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -50,7 +51,13 @@ func (s *Server) serveManagement(w http.ResponseWriter, r *http.Request, _ Fault
 		writeJSON(w, status, e)
 		return
 	}
-	s.mgmt.ServeHTTP(w, r)
+	// Deliveries the call causes leave once it has answered, as Logto's do.
+	var out outbox
+	s.mgmt.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), outboxKey{}, &out)))
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
+	out.send(s)
 }
 
 // authorize accepts only Management API tokens this server signed, unexpired, with "all".

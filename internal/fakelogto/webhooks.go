@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -189,9 +190,36 @@ func (s *Server) emit(r *http.Request, e hookEvent) {
 			continue
 		}
 		body = jsStringify(body)
-		s.hookWG.Add(1)
-		go s.deliver(h, body)
+		s.hookWG.Add(1) // before the call answers, so Close waits for it
+		if out, ok := r.Context().Value(outboxKey{}).(*outbox); ok {
+			out.add(h, body)
+		} else {
+			go s.deliver(h, body)
+		}
 	}
+}
+
+// outbox holds a Management API call's deliveries until it has answered.
+type outbox struct {
+	mu      sync.Mutex
+	pending []func(*Server)
+}
+
+type outboxKey struct{}
+
+func (o *outbox) add(h Hook, body []byte) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.pending = append(o.pending, func(s *Server) { go s.deliver(h, body) })
+}
+
+func (o *outbox) send(s *Server) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, f := range o.pending {
+		f(s)
+	}
+	o.pending = nil
 }
 
 // deliver POSTs one delivery: one attempt, its answer ignored, as Logto does.
