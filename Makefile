@@ -15,8 +15,10 @@ help: ## list the targets
 build: ## build sidecar, mgmtproxy and fakelogto into bin/
 	$(GO) build -o bin/ ./cmd/...
 
-run: ## start the whole chain on loopback (Logto emulator, sidecar, mgmtproxy, front proxy) and print a walkthrough
-	$(GO) run ./cmd/demo
+# Built and exec'd, not `go run`: the demo exits 0 on Ctrl-C and nothing in between may turn that into make's Error.
+run: ## start the whole chain on loopback (Logto emulator, sidecar, mgmtproxy, front proxy) and print a walkthrough; ORGAUTHZ_DEMO_* move its ports
+	@$(GO) build -o bin/demo ./cmd/demo
+	@exec bin/demo $(DEMO_FLAGS)
 
 test: lint test-rego test-go test-race e2e ## everything CI checks
 

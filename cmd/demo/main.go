@@ -1,14 +1,16 @@
-// Command demo is `make run`: it starts the whole orgauthz chain on the default loopback ports
-// (the Logto emulator, the sidecar, mgmtproxy and a front proxy: Envoy when installed, else
-// Caddy), gets real tokens from the emulator, and prints a walkthrough of ready-to-paste curl
-// commands, each already run once with its actual status. Ctrl-C stops everything and removes
-// the temporary files.
+// Command demo is `make run`: it starts the whole orgauthz chain on loopback (the Logto
+// emulator, the sidecar, mgmtproxy and a front proxy: Envoy when installed, else Caddy), gets
+// real tokens from the emulator, and prints a walkthrough of ready-to-paste curl commands, each
+// already run once with its actual status. Ctrl-C (or SIGTERM, SIGHUP, or the reader of its
+// output going away) stops everything, removes the temporary keys and secret, and exits 0.
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,35 +19,163 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/orgauthz/orgauthz/internal/chain"
 )
 
+const about = `demo (make run) starts the Logto emulator, the sidecar, mgmtproxy and a front proxy on
+loopback and prints a walkthrough of curl commands. Every address can be moved, by flag or by
+environment variable (ORGAUTHZ_DEMO_<FLAG>, e.g. ORGAUTHZ_DEMO_LOGTO_ADDR=127.0.0.1:3101 make run).
+
+Usage: demo [flags]
+`
+
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "make run:", err)
-		os.Exit(1)
-	}
+	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-func run(ctx context.Context, out io.Writer) error {
+// realMain runs the demo and returns the exit status: 0 for a normal stop (a signal, or the
+// output's reader gone), 1 for a failure, 2 for bad usage.
+func realMain(args []string, stdout, stderr io.Writer) int {
+	// Asking for SIGPIPE turns the runtime's "die on a write to a broken stdout" into EPIPE
+	// errors, so `make run | tee log` stopped by Ctrl-C still cleans up.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	opts, err := parseOptions(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "make run:", err)
+		return 2
+	}
+	out := &stopOnBrokenOutput{w: stdout, stop: cancel}
+	if err := run(ctx, opts, out); err != nil && ctx.Err() == nil {
+		fmt.Fprintln(stderr, "make run:", err)
+		return 1
+	}
+	return 0 // finished, or stopped on purpose: nothing failed
+}
+
+// stopOnBrokenOutput writes to w; the first failed write (its reader is gone) stops the demo,
+// since nobody can read the walkthrough any more.
+type stopOnBrokenOutput struct {
+	w    io.Writer
+	stop func()
+	once sync.Once
+}
+
+func (o *stopOnBrokenOutput) Write(b []byte) (int, error) {
+	n, err := o.w.Write(b)
+	if err != nil {
+		o.once.Do(o.stop)
+	}
+	return n, err
+}
+
+// options are the demo's flags.
+type options struct {
+	addrs chain.Addrs
+	front string // auto, envoy, caddy or none
+	bin   string // prebuilt binaries; "" builds them
+}
+
+// addrFlags names each address's flag; its variable is ORGAUTHZ_DEMO_ + the flag in upper case
+// with "_" for "-".
+var addrFlags = []struct {
+	part, flag, about string
+	field             func(*chain.Addrs) *string
+}{
+	{"logto", "logto-addr", "the Logto emulator (Logto OSS itself defaults to 3001)", func(a *chain.Addrs) *string { return &a.Logto }},
+	{"grpc", "grpc-addr", "the sidecar's ext_authz gRPC server", func(a *chain.Addrs) *string { return &a.GRPC }},
+	{"http", "http-addr", "the sidecar's HTTP server", func(a *chain.Addrs) *string { return &a.HTTP }},
+	{"mgmtproxy", "mgmtproxy-addr", "mgmtproxy", func(a *chain.Addrs) *string { return &a.Mgmtproxy }},
+	{"front", "front-addr", "the front proxy, where the walkthrough sends requests", func(a *chain.Addrs) *string { return &a.Front }},
+}
+
+func envName(flag string) string {
+	return "ORGAUTHZ_DEMO_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+func parseOptions(args []string, stderr io.Writer) (options, error) {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o := options{addrs: chain.DefaultAddrs()}
+	for _, f := range addrFlags {
+		p := f.field(&o.addrs)
+		fs.StringVar(p, f.flag, cmp.Or(os.Getenv(envName(f.flag)), *p), f.about+" (env "+envName(f.flag)+")")
+	}
+	fs.StringVar(&o.front, "front", cmp.Or(os.Getenv(envName("front")), "auto"), "front proxy: auto (Envoy when installed, else Caddy), envoy, caddy or none (env "+envName("front")+")")
+	fs.StringVar(&o.bin, "bin", os.Getenv(envName("bin")), "use the fakelogto, sidecar and mgmtproxy binaries in this directory instead of building them (env "+envName("bin")+")")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, about)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	switch o.front {
+	case "auto", "envoy", "caddy", "none":
+	default:
+		return o, fmt.Errorf("--front %q: want auto, envoy, caddy or none", o.front)
+	}
+	return o, nil
+}
+
+// portHint rewrites CheckFree's errors into what to do: which address, and how to move it.
+func portHint(err error) error {
+	var errs []error
+	for _, e := range unjoin(err) {
+		var taken *chain.AddrTakenError
+		if !errors.As(e, &taken) {
+			errs = append(errs, e)
+			continue
+		}
+		for _, f := range addrFlags {
+			if f.part != taken.Part {
+				continue
+			}
+			who := "another program"
+			if f.part == "logto" {
+				who = "another program (a Logto OSS server listens on 3001 by default)"
+			}
+			errs = append(errs, fmt.Errorf("%s address %s is taken by %s or an earlier make run: choose a free one with --%s or %s=127.0.0.1:<port>",
+				taken.Name, taken.Addr, who, f.flag, envName(f.flag)))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+func run(ctx context.Context, opts options, out io.Writer) error {
 	root, err := chain.Root()
 	if err != nil {
 		return err
 	}
-	addrs := chain.DefaultAddrs()
-	if err := addrs.CheckFree(); err != nil {
-		return err
+	if err := opts.addrs.CheckFree(); err != nil {
+		return portHint(err)
 	}
 	dir, err := os.MkdirTemp("", "orgauthz-run-")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	defer os.RemoveAll(dir) // the decision keys and the M2M secret
 	// The log outlives the run, so a failure can be read after the temp files are gone.
 	logPath := filepath.Join(os.TempDir(), "orgauthz-run.log")
 	log, err := os.Create(logPath)
@@ -54,25 +184,29 @@ func run(ctx context.Context, out io.Writer) error {
 	}
 	defer log.Close()
 
-	fmt.Fprintln(out, "Building fakelogto, sidecar and mgmtproxy…")
-	bin := filepath.Join(dir, "bin")
-	if err := chain.Build(ctx, root, bin); err != nil {
-		return err
+	bin := opts.bin
+	if bin == "" {
+		fmt.Fprintln(out, "Building fakelogto, sidecar and mgmtproxy…")
+		bin = filepath.Join(dir, "bin")
+		if err := chain.Build(ctx, root, bin); err != nil {
+			return err
+		}
 	}
-	front, frontBin, err := pickFront(ctx, root, out)
+	front, frontBin, err := pickFront(ctx, root, opts.front, out)
 	if err != nil {
 		return err
 	}
 
-	fmt.Fprintf(out, "Starting the chain with %s in front (logs: %s)…\n", front, logPath)
+	fmt.Fprintf(out, "Starting the chain with %s in front (logs: %s)…\n", cmp.Or(string(front), "no proxy"), logPath)
 	c, err := chain.Start(ctx, chain.Config{
-		Root: root, Dir: dir, Bin: bin, Addrs: addrs,
+		Root: root, Dir: dir, Bin: bin, Addrs: opts.addrs,
 		Front: front, FrontBin: frontBin, Log: log,
 	})
 	if err != nil {
 		return fmt.Errorf("%w\n(full logs: %s)", err, logPath)
 	}
 	defer func() {
+		// Write errors are ignored here: the output may be gone, the cleanup must still run.
 		fmt.Fprintln(out, "\nStopping…")
 		if err := c.Close(); err != nil {
 			fmt.Fprintln(out, err)
@@ -86,7 +220,7 @@ func run(ctx context.Context, out io.Writer) error {
 	}
 	if failed := w.print(ctx, out, front); failed > 0 {
 		fmt.Fprintf(out, "\n✗ %d step(s) did not answer as expected: see the log.\n", failed)
-	} else {
+	} else if front != chain.NoFront {
 		fmt.Fprintln(out, "\n✓ Every step answered as expected.")
 	}
 
@@ -94,10 +228,20 @@ func run(ctx context.Context, out io.Writer) error {
 	return c.Wait(ctx)
 }
 
-// pickFront chooses Envoy when it is installed, else Caddy, building Caddy first if needed.
-func pickFront(ctx context.Context, root string, out io.Writer) (chain.Front, string, error) {
-	if p, err := exec.LookPath("envoy"); err == nil {
-		return chain.FrontEnvoy, p, nil
+// pickFront resolves --front: Envoy when asked or (auto) installed, else Caddy, building
+// Caddy first if needed; none starts no proxy.
+func pickFront(ctx context.Context, root, choice string, out io.Writer) (chain.Front, string, error) {
+	switch choice {
+	case "none":
+		return chain.NoFront, "", nil
+	case "envoy", "auto":
+		p, err := exec.LookPath("envoy")
+		if err == nil {
+			return chain.FrontEnvoy, p, nil
+		}
+		if choice == "envoy" {
+			return "", "", errors.New("--front envoy: no envoy binary on PATH")
+		}
 	}
 	progress := &buildProgress{out: out}
 	caddy, err := chain.Caddy(ctx, root, progress)
@@ -184,17 +328,21 @@ type step struct {
 	want   int
 	// show summarises a successful answer's body; nil prints its start.
 	show func(body []byte) string
+	// needsBody marks a route whose policy reads the request body: only Envoy sends the sidecar
+	// the body (Caddy's forward_auth sends none), so behind Caddy the step is explained, not run.
+	needsBody bool
 }
 
 func (w *walkthrough) steps() []step {
 	return []step{
-		{"No token: 401", "GET", "/api/organizations/$ACME/users", "", "", http.StatusUnauthorized, nil},
-		{"alice's acme token on another organization: 403", "GET", "/api/organizations/" + otherOrg + "/users", "ALICE_ORG_TOKEN", "", http.StatusForbidden, nil},
-		{"alice (member:add) adds carol to acme: 201", "POST", "/api/organizations/$ACME/users", "ALICE_ORG_TOKEN", `{"userIds":["$CAROL"]}`, http.StatusCreated, nil},
-		{"carol is now a member of acme", "GET", "/api/organizations/$ACME/users", "ALICE_ORG_TOKEN", "", http.StatusOK, listNames("members", "username")},
-		{"alice (org:create) creates an organization: 201", "POST", "/api/organizations", "ALICE_TOKEN", `{"name":"Alice Co"}`, http.StatusCreated, nil},
-		{"alice is a member of it, with the creator role admin", "GET", "/api/users/$ALICE/organizations", "ALICE_TOKEN", "", http.StatusOK, listNames("alice's organizations", "name")},
-		{"carol (super admin) creates three organizations in one call", "POST", "/bulk/organizations", "CAROL_ADMIN_TOKEN", `{"organizations":[{"name":"bulk-1"},{"name":"bulk-2"},{"name":"bulk-3"}]}`, http.StatusOK, nil},
+		{"No token: 401", "GET", "/api/organizations/$ACME/users", "", "", http.StatusUnauthorized, nil, false},
+		{"alice's acme token on another organization: 403", "GET", "/api/organizations/" + otherOrg + "/users", "ALICE_ORG_TOKEN", "", http.StatusForbidden, nil, false},
+		{"alice (member:add) adds carol to acme: 201", "POST", "/api/organizations/$ACME/users", "ALICE_ORG_TOKEN", `{"userIds":["$CAROL"]}`, http.StatusCreated, nil, false},
+		{"carol is now a member of acme", "GET", "/api/organizations/$ACME/users", "ALICE_ORG_TOKEN", "", http.StatusOK, listNames("members", "username"), false},
+		{"alice (org:create) creates an organization: 201", "POST", "/api/organizations", "ALICE_TOKEN", `{"name":"Alice Co"}`, http.StatusCreated, nil, false},
+		{"alice is a member of it, with the creator role admin", "GET", "/api/users/$ALICE/organizations", "ALICE_TOKEN", "", http.StatusOK, listNames("alice's organizations", "name"), false},
+		{"carol (super admin) creates three organizations in one call", "POST", "/bulk/organizations", "CAROL_ADMIN_TOKEN", `{"organizations":[{"name":"bulk-1"},{"name":"bulk-2"},{"name":"bulk-3"}]}`, http.StatusOK, nil, false},
+		{"alice (member:role) gives carol the member role in acme: 201", "POST", "/api/organizations/$ACME/users/$CAROL/roles", "ALICE_ORG_TOKEN", `{"organizationRoleNames":["member"]}`, http.StatusCreated, nil, true},
 	}
 }
 
@@ -212,9 +360,17 @@ Tokens from the emulator (subject token + token exchange, valid for an hour):
 	for _, v := range w.vars {
 		fmt.Fprintf(out, "  # %s\n  export %s=%s\n", v.about, v.name, v.value)
 	}
+	if front == chain.NoFront {
+		fmt.Fprintln(out, "\nNo front proxy (--front none): put your own in front of the sidecar and mgmtproxy; the walkthrough needs one.")
+		return 0
+	}
 	fmt.Fprintln(out, "\nThe walkthrough (each command was just run once; its status is on the right):")
 	client := &http.Client{Timeout: 30 * time.Second}
 	for i, s := range w.steps() {
+		if s.needsBody && front != chain.FrontEnvoy {
+			fmt.Fprintf(out, "\n%d. %s\n   %s\n   – not run behind %s: its forward_auth sends the sidecar no request body, and this route's policy\n     reads the body (the roles granted), so it is refused with 403 insufficient_scope. Run it with Envoy\n     (--front envoy, envoy on PATH), which sends the body.\n", i+1, s.title, w.curl(s), front)
+			continue
+		}
 		got, err := w.do(ctx, client, s)
 		mark := "✓"
 		switch {

@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -20,7 +21,7 @@ import (
 
 const about = `fakelogto is a DEVELOPMENT TOOL: an in-memory emulator of a Logto OSS tenant (OIDC discovery,
 JWKS, token endpoint with client credentials and token exchange, subject tokens, and the
-organizations part of the Management API). It seeds a demo tenant with fixed IDs and
+organizations part of the Management API, Logto's signed webhooks with --webhook-url). It seeds a demo tenant with fixed IDs and
 development-only secrets, prints them, and serves until interrupted. Never use it in production.
 
 Usage: fakelogto [flags]
@@ -48,6 +49,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	publicURL := fs.String("public-url", "", "base URL to advertise in the issuer and links (default http://<addr>)")
 	seedFile := fs.String("seed-file", "", "write the seeded IDs and secrets as JSON to this file, for scripts")
 	ttl := fs.Duration("token-ttl", time.Hour, "access token lifetime")
+	hookURL := fs.String("webhook-url", "", "send Logto webhooks (organization, membership, user and role changes) to this URL, e.g. the sidecar's http://127.0.0.1:8181/logto/webhooks")
+	hookKeyFile := fs.String("webhook-signing-key-file", "", "file holding the webhook signing key (the sidecar's --logto-webhook-secret-file); required with --webhook-url")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, about)
 		fs.PrintDefaults()
@@ -64,6 +67,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	demo := srv.SeedDemo()
+	if *hookURL != "" {
+		if *hookKeyFile == "" {
+			srv.Close()
+			return errors.New("--webhook-url needs --webhook-signing-key-file")
+		}
+		key, err := os.ReadFile(*hookKeyFile)
+		if err != nil || len(strings.TrimSpace(string(key))) == 0 {
+			srv.Close()
+			return fmt.Errorf("read webhook signing key: %v (want a non-empty file)", err)
+		}
+		srv.AddHook(fakelogto.Hook{URL: *hookURL, SigningKey: strings.TrimSpace(string(key))})
+	}
 	seed, err := json.MarshalIndent(demo, "", "  ")
 	if err != nil {
 		return err

@@ -9,11 +9,14 @@ import (
 	"flag"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/orgauthz/orgauthz/internal/chain"
 	"github.com/orgauthz/orgauthz/internal/fakelogto"
 )
 
@@ -90,5 +93,64 @@ func TestRunFlags(t *testing.T) {
 		if !strings.Contains(stderr.String(), tc.wantStderr) {
 			t.Errorf("run(%q) stderr %q, want it to contain %q", tc.args, stderr.String(), tc.wantStderr)
 		}
+	}
+}
+
+// --webhook-url sends Logto's signed deliveries to a receiver; without a key file it is a
+// usage error.
+func TestRunSendsWebhooks(t *testing.T) {
+	type delivery struct {
+		header http.Header
+		body   []byte
+	}
+	got := make(chan delivery, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		got <- delivery{r.Header, body}
+	}))
+	defer srv.Close()
+	recv := srv.URL
+	keyFile := filepath.Join(t.TempDir(), "key")
+	os.WriteFile(keyFile, []byte("dev-only-webhook-key\n"), 0o600)
+	if err := run(context.Background(), []string{"--addr", "127.0.0.1:0", "--webhook-url", recv}, io.Discard, io.Discard); err == nil {
+		t.Error("--webhook-url without --webhook-signing-key-file: run succeeded, want an error")
+	}
+
+	seedFile := filepath.Join(t.TempDir(), "seed.json")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	out, w := io.Pipe()
+	go func() {
+		done <- run(ctx, []string{"--addr", "127.0.0.1:0", "--seed-file", seedFile, "--webhook-url", recv, "--webhook-signing-key-file", keyFile}, w, io.Discard)
+		w.Close()
+	}()
+	defer func() { cancel(); <-done }()
+	if _, err := bufio.NewReader(out).ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	go io.Copy(io.Discard, out)
+	raw, _ := os.ReadFile(seedFile)
+	var demo fakelogto.Demo
+	json.Unmarshal(raw, &demo)
+	tok, err := (&chain.Tokens{Endpoint: demo.URL, Seed: demo}).Management(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("DELETE", demo.URL+"/api/organizations/"+fakelogto.DemoAcmeID+"/users/"+fakelogto.DemoBobID, nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("remove bob: %v %v", resp, err)
+	}
+	select {
+	case d := <-got:
+		if d.header.Get(fakelogto.HookSignatureHeader) != fakelogto.SignHook("dev-only-webhook-key", d.body) || d.header.Get("User-Agent") != "Logto (https://logto.io/)" {
+			t.Errorf("delivery headers %v, want Logto's user agent and a signature by the key file's key", d.header)
+		}
+		if !strings.Contains(string(d.body), `"userId":"`+fakelogto.DemoBobID+`"`) {
+			t.Errorf("delivery %s does not name bob", d.body)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no delivery")
 	}
 }

@@ -58,22 +58,37 @@ func FreeAddrs() (Addrs, error) {
 	return a, nil
 }
 
-// CheckFree reports, naming the address, every address that something already listens on.
+// CheckFree reports every address that something already listens on, each as an
+// *AddrTakenError (joined).
 func (a Addrs) CheckFree() error {
 	var errs []error
-	for _, p := range []struct{ part, addr string }{
-		{"Logto emulator", a.Logto}, {"sidecar gRPC", a.GRPC}, {"sidecar HTTP", a.HTTP},
-		{"mgmtproxy", a.Mgmtproxy}, {"front proxy", a.Front},
+	for _, p := range []struct{ part, name, addr string }{
+		{"logto", "Logto emulator", a.Logto}, {"grpc", "sidecar gRPC", a.GRPC}, {"http", "sidecar HTTP", a.HTTP},
+		{"mgmtproxy", "mgmtproxy", a.Mgmtproxy}, {"front", "front proxy", a.Front},
 	} {
 		ln, err := net.Listen("tcp", p.addr)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("chain: %s address %s is taken (is another orgauthz chain running?): %w", p.part, p.addr, err))
+			errs = append(errs, &AddrTakenError{Part: p.part, Name: p.name, Addr: p.addr, Err: err})
 			continue
 		}
 		ln.Close()
 	}
 	return errors.Join(errs...)
 }
+
+// AddrTakenError says that one of the chain's addresses is in use.
+type AddrTakenError struct {
+	Part string // logto, grpc, http, mgmtproxy or front: the Addrs field
+	Name string // the part for people, e.g. "sidecar HTTP"
+	Addr string
+	Err  error
+}
+
+func (e *AddrTakenError) Error() string {
+	return fmt.Sprintf("chain: %s address %s is taken: %v", e.Name, e.Addr, e.Err)
+}
+
+func (e *AddrTakenError) Unwrap() error { return e.Err }
 
 // Front names a front proxy.
 type Front string

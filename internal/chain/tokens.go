@@ -84,8 +84,9 @@ type TokenRequest struct {
 	Scopes         []string
 }
 
-// Get returns a fresh access token for req.
-func (t *Tokens) Get(ctx context.Context, req TokenRequest) (string, error) {
+// Management returns a Management API token of the seed's M2M app (client credentials,
+// scope "all"), as mgmtproxy gets one.
+func (t *Tokens) Management(ctx context.Context) (string, error) {
 	m2m, err := t.token(ctx, t.Seed.M2MApp, url.Values{
 		"grant_type": {"client_credentials"},
 		"resource":   {t.Seed.ManagementResource},
@@ -93,6 +94,15 @@ func (t *Tokens) Get(ctx context.Context, req TokenRequest) (string, error) {
 	})
 	if err != nil {
 		return "", fmt.Errorf("chain: m2m token: %w", err)
+	}
+	return m2m, nil
+}
+
+// Get returns a fresh access token for req.
+func (t *Tokens) Get(ctx context.Context, req TokenRequest) (string, error) {
+	m2m, err := t.Management(ctx)
+	if err != nil {
+		return "", err
 	}
 	body, _ := json.Marshal(map[string]string{"userId": req.UserID})
 	var subject struct {

@@ -9,6 +9,7 @@ type Demo struct {
 	APIResource        string            `json:"apiResource"`
 	AdminResource      string            `json:"adminResource"`
 	M2MApp             DemoApp           `json:"m2mApp"`
+	NoRoleM2MApp       DemoApp           `json:"noRoleM2MApp"` // an M2M app without the Management API role
 	TrafficApp         DemoApp           `json:"trafficApp"`
 	Users              map[string]string `json:"users"`         // username → user ID
 	Organizations      map[string]string `json:"organizations"` // name → organization ID
@@ -26,6 +27,8 @@ type DemoApp struct {
 const (
 	DemoM2MAppID         = "mgmtproxydemoapp00001"
 	DemoM2MAppSecret     = "dev-only-mgmtproxy-secret"
+	DemoNoRoleAppID      = "norolem2mdemoapp00001"
+	DemoNoRoleAppSecret  = "dev-only-no-role-secret"
 	DemoTrafficAppID     = "trafficdemoapp0000001"
 	DemoTrafficAppSecret = "dev-only-traffic-secret"
 	DemoAliceID          = "alice0000001"
@@ -43,7 +46,9 @@ var (
 )
 
 // SeedDemo creates the demo tenant:
-//   - an M2M app for mgmtproxy (Management API "all") and a traffic app for token exchange;
+//   - an M2M app for mgmtproxy (Management API "all"), an M2M app without that role (its
+//     Management API calls answer 403, for misconfiguration tests) and a traffic app for
+//     token exchange;
 //   - users alice, bob and carol; organization acme with alice as "admin" (org:read
 //     org:update member:read member:add member:remove member:role, also as permissions of
 //     https://api.example.com) and bob as "member" (org:read member:read);
@@ -54,6 +59,7 @@ var (
 // It panics if any of its fixed IDs is already taken.
 func (s *Server) SeedDemo() Demo {
 	s.AddM2MApp(DemoM2MAppID, DemoM2MAppSecret)
+	s.AddM2MAppWithoutRole(DemoNoRoleAppID, DemoNoRoleAppSecret)
 	s.AddTrafficApp(DemoTrafficAppID, DemoTrafficAppSecret)
 	s.AddUser(DemoAliceID, "alice", WithName("Alice"), WithEmail("alice@example.com"))
 	s.AddUser(DemoBobID, "bob", WithName("Bob"), WithEmail("bob@example.com"))
@@ -76,6 +82,7 @@ func (s *Server) SeedDemo() Demo {
 		APIResource:        DemoAPIResource,
 		AdminResource:      DemoAdminResource,
 		M2MApp:             DemoApp{DemoM2MAppID, DemoM2MAppSecret},
+		NoRoleM2MApp:       DemoApp{DemoNoRoleAppID, DemoNoRoleAppSecret},
 		TrafficApp:         DemoApp{DemoTrafficAppID, DemoTrafficAppSecret},
 		Users:              map[string]string{"alice": DemoAliceID, "bob": DemoBobID, "carol": DemoCarolID},
 		Organizations:      map[string]string{"acme": DemoAcmeID},

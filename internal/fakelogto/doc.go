@@ -39,7 +39,14 @@
 // get, organizations, global roles), subject tokens, and the setup endpoints for
 // organization permissions and roles, API resources and their permissions, global roles and
 // applications (M2M and traditional), so a tenant can be set up by script as on a real Logto
-// or with the Add… methods. The replay test runs 111 of the 114 recorded exchanges.
+// or with the Add… methods. The replay tests run 111 of the 114 recorded exchanges (values
+// compared) and 279 of the 282 of logto-real/more (status, paging headers, error code, body
+// shape); the skipped ones are named with their reason. AddM2MAppWithoutRole (and the demo's
+// noRoleM2MApp) reproduces an M2M app that lacks the Management API role.
+//
+// Webhooks: hooks registered with POST /api/hooks (Logto's shape) or AddHook get Logto's
+// deliveries (headers, logto-signature-sha-256 HMAC, body) for the changes the emulator
+// serves, asynchronously and once; see webhooks.go for the events.
 //
 // Known differences from Logto: only client credentials and token exchange are implemented
 // (no authorization code or refresh token grants, no admin tenant), organization tokens use

@@ -3,7 +3,6 @@ package fakelogto
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -45,15 +44,7 @@ func postForm(t *testing.T, endpoint string, form url.Values, id, secret string)
 
 func doJSON(t *testing.T, req *http.Request) (*http.Response, map[string]any) {
 	t.Helper()
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp, raw := send(t, req)
 	var body any
 	if len(raw) > 0 && strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
 		if err := json.Unmarshal(raw, &body); err != nil {
@@ -451,7 +442,11 @@ func TestKeyRotation(t *testing.T) {
 				t.Fatalf("KeyIDs = %v, want [%s %s]", got, kid, oldKid)
 			}
 			set := fetchJWKS(t, srv)
-			if len(set.Keys) != 2 || set.Keys[0].KeyID != kid || set.Keys[0].Algorithm != alg {
+			jwkAlg := alg
+			if alg == RS256 {
+				jwkAlg = "" // Logto publishes RSA keys without "alg" (more/direct/001)
+			}
+			if len(set.Keys) != 2 || set.Keys[0].KeyID != kid || set.Keys[0].Algorithm != jwkAlg {
 				t.Fatalf("JWKS after rotation = %v, want the new %s key first and the old one", set.Keys, alg)
 			}
 			fresh := srv.MintToken(claims)
@@ -615,5 +610,46 @@ func TestSetUpThroughManagementAPI(t *testing.T) {
 	resp, body = exchange(plain, url.Values{"organization_id": {org}})
 	if resp.StatusCode != 400 || body["error"] != "unauthorized_client" {
 		t.Errorf("app without allowTokenExchange: status %d error %v, want 400 unauthorized_client", resp.StatusCode, body["error"])
+	}
+}
+
+// An M2M app without the Management API role gets a token without scope, and every
+// Management API call with it is 403 auth.forbidden, as on the real server
+// (more/m2m-no-role-real): the case mgmtproxy must report as misconfiguration, not 502.
+func TestM2MAppWithoutRole(t *testing.T) {
+	srv, demo := newDemo(t, Config{})
+	resp, body := postForm(t, srv.TokenURL(), url.Values{
+		"grant_type": {"client_credentials"}, "resource": {srv.ManagementResource()}, "scope": {"all"},
+	}, demo.NoRoleM2MApp.ID, demo.NoRoleM2MApp.Secret)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("client credentials: status %d, want 200 (%v)", resp.StatusCode, body)
+	}
+	if _, ok := body["scope"]; ok {
+		t.Errorf("token response has scope %v, want none", body["scope"])
+	}
+	for _, path := range []string{"/api/organizations", "/api/organizations/" + DemoAcmeID} {
+		resp, body := api(t, srv, "GET", path, body["access_token"].(string), "")
+		if resp.StatusCode != http.StatusForbidden || body["code"] != "auth.forbidden" {
+			t.Errorf("GET %s: %d %v, want 403 auth.forbidden", path, resp.StatusCode, body["code"])
+		}
+	}
+}
+
+// After a key rotation that drops the old key, a cached Management API token is 401
+// auth.unauthorized with ERR_JWKS_NO_MATCHING_KEY and a fresh one works (via-mgmtproxy-caddy/066-068).
+func TestManagementTokenAfterRotation(t *testing.T) {
+	srv, demo := newDemo(t, Config{})
+	cached := mgmtToken(t, srv, demo.M2MApp.ID, demo.M2MApp.Secret)
+	if _, err := srv.RotateKey(RS256); err != nil {
+		t.Fatal(err)
+	}
+	srv.DropPreviousKeys()
+	resp, body := api(t, srv, "GET", "/api/organizations", cached, "")
+	data, _ := body["data"].(map[string]any)
+	if resp.StatusCode != http.StatusUnauthorized || body["code"] != "auth.unauthorized" || data["code"] != "ERR_JWKS_NO_MATCHING_KEY" {
+		t.Errorf("cached token after rotation: %d %v, want 401 auth.unauthorized ERR_JWKS_NO_MATCHING_KEY", resp.StatusCode, body)
+	}
+	if resp, _ := api(t, srv, "GET", "/api/organizations", mgmtToken(t, srv, demo.M2MApp.ID, demo.M2MApp.Secret), ""); resp.StatusCode != http.StatusOK {
+		t.Errorf("fresh token: status %d, want 200", resp.StatusCode)
 	}
 }

@@ -104,7 +104,7 @@ type jwk struct {
 	Kty string `json:"kty"`
 	Use string `json:"use"`
 	Kid string `json:"kid"`
-	Alg string `json:"alg"`
+	Alg string `json:"alg,omitempty"` // Logto publishes it for EC keys only
 	Crv string `json:"crv,omitempty"`
 	X   string `json:"x,omitempty"`
 	Y   string `json:"y,omitempty"`
@@ -113,11 +113,11 @@ type jwk struct {
 }
 
 func (k *signingKey) jwk() jwk {
-	out := jwk{Use: "sig", Kid: k.kid, Alg: k.alg}
+	out := jwk{Use: "sig", Kid: k.kid}
 	switch pub := k.priv.Public().(type) {
 	case *ecdsa.PublicKey:
 		b, _ := pub.Bytes() // uncompressed point: 0x04 || X || Y
-		out.Kty, out.Crv = "EC", "P-384"
+		out.Kty, out.Alg, out.Crv = "EC", k.alg, "P-384"
 		out.X, out.Y = b64.EncodeToString(b[1:49]), b64.EncodeToString(b[49:])
 	case *rsa.PublicKey:
 		out.Kty = "RSA"

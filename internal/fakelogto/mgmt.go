@@ -2,6 +2,7 @@ package fakelogto
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,6 +35,8 @@ func (s *Server) managementRoutes() http.Handler {
 	mux.HandleFunc("DELETE /api/organizations/{id}/users/{userId}/roles/{roleId}", s.removeMemberRole)
 	mux.HandleFunc("POST /api/users", s.createUser)
 	mux.HandleFunc("GET /api/users/{id}", s.getUser)
+	mux.HandleFunc("DELETE /api/users/{userId}", s.deleteUser)
+	mux.HandleFunc("POST /api/hooks", s.createHook)
 	mux.HandleFunc("GET /api/users/{id}/organizations", s.getUserOrganizations)
 	mux.HandleFunc("POST /api/users/{id}/roles", s.assignUserRoles)
 	mux.HandleFunc("POST /api/subject-tokens", s.createSubjectToken)
@@ -48,7 +51,13 @@ func (s *Server) serveManagement(w http.ResponseWriter, r *http.Request, _ Fault
 		writeJSON(w, status, e)
 		return
 	}
-	s.mgmt.ServeHTTP(w, r)
+	// Deliveries the call causes leave once it has answered, as Logto's do.
+	var out outbox
+	s.mgmt.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), outboxKey{}, &out)))
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
+	out.send(s)
 }
 
 // authorize accepts only Management API tokens this server signed, unexpired, with "all".
@@ -183,6 +192,8 @@ var (
 	errRequireMember  = &apiError{Code: "organization.require_membership", Message: "The user must be a member of the organization to proceed."}
 	errPagination     = &apiError{Code: "guard.invalid_pagination", Message: "The request pagination value is invalid."}
 	errTooLarge       = &apiError{Code: "request.entity_too_large", Message: "The request body is too large."}
+	errInvalidJSON    = &apiError{Message: "invalid JSON, only supports object and array"}
+	errEmptyUpdate    = &apiError{Code: "entity.invalid_input", Message: "Invalid input. Value list must not be empty."}
 )
 
 // zodIssue is one entry of a guard.invalid_input error, shaped like zod's.
@@ -190,8 +201,32 @@ type zodIssue struct {
 	Code     string `json:"code"`
 	Expected string `json:"expected,omitempty"`
 	Received string `json:"received,omitempty"`
-	Path     []any  `json:"path"`
-	Message  string `json:"message"`
+	// Size bounds (too_small, too_big), as zod writes them.
+	Minimum   *int   `json:"minimum,omitempty"`
+	Maximum   *int   `json:"maximum,omitempty"`
+	Type      string `json:"type,omitempty"`
+	Inclusive *bool  `json:"inclusive,omitempty"`
+	Exact     *bool  `json:"exact,omitempty"`
+	Path      []any  `json:"path"`
+	Message   string `json:"message"`
+}
+
+// sizeIssue is zod's too_small (min) or too_big (max) issue for a string or array member.
+func sizeIssue(name, typ string, min bool, n int) zodIssue {
+	t, f := true, false
+	unit := "character(s)"
+	if typ == "array" {
+		unit = "element(s)"
+	}
+	is := zodIssue{Type: typ, Inclusive: &t, Exact: &f, Path: []any{name}}
+	if min {
+		is.Code, is.Minimum = "too_small", &n
+		is.Message = fmt.Sprintf("%s must contain at least %d %s", strings.ToUpper(typ[:1])+typ[1:], n, unit)
+	} else {
+		is.Code, is.Maximum = "too_big", &n
+		is.Message = fmt.Sprintf("%s must contain at most %d %s", strings.ToUpper(typ[:1])+typ[1:], n, unit)
+	}
+	return is
 }
 
 func invalidInput(issues ...zodIssue) *apiError {
@@ -234,6 +269,11 @@ func readBody(w http.ResponseWriter, r *http.Request) (body, int, *apiError) {
 	if mt != "application/json" && !strings.HasSuffix(mt, "+json") {
 		return body{}, 0, nil
 	}
+	// koa-body (strict) parses first: anything but a JSON object or array is its 400 with a
+	// message and no code.
+	if trimmed := bytes.TrimSpace(raw); len(trimmed) > 0 && (!json.Valid(trimmed) || (trimmed[0] != '{' && trimmed[0] != '[')) {
+		return nil, http.StatusBadRequest, errInvalidJSON
+	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	var b body
 	if err := dec.Decode(&b); err != nil || b == nil {
@@ -271,6 +311,7 @@ type field struct {
 	typ      string // string, object, boolean, strings (array of non-empty strings)
 	required bool
 	nullable bool
+	min, max int // bounds on a string's length or an array's size; 0 is none
 }
 
 // check validates b against fields, returning zod-like issues.
@@ -299,6 +340,17 @@ func (b body) check(fields ...field) []zodIssue {
 				} else if json.Unmarshal(it, &s); s == "" {
 					issues = append(issues, zodIssue{Code: "too_small", Path: []any{f.name, i}, Message: "String must contain at least 1 character(s)"})
 				}
+			}
+			if f.min > 0 && len(items) < f.min {
+				issues = append(issues, sizeIssue(f.name, "array", true, f.min))
+			}
+		case f.typ == "string" && got == "string":
+			var s string
+			json.Unmarshal(raw, &s)
+			if n := len([]rune(s)); f.min > 0 && n < f.min {
+				issues = append(issues, sizeIssue(f.name, "string", true, f.min))
+			} else if f.max > 0 && n > f.max {
+				issues = append(issues, sizeIssue(f.name, "string", false, f.max))
 			}
 		case got != zodExpected(f.typ):
 			issues = append(issues, typeIssue(f.name, zodExpected(f.typ), got))
@@ -461,7 +513,7 @@ func nonNil[T any](s []T) []T {
 }
 
 var orgFields = []field{
-	{name: "name", typ: "string"},
+	{name: "name", typ: "string", min: 1, max: 128},
 	{name: "description", typ: "string", nullable: true},
 	{name: "customData", typ: "object"},
 	{name: "isMfaRequired", typ: "boolean"},
@@ -487,6 +539,7 @@ func (s *Server) createOrganization(w http.ResponseWriter, r *http.Request) {
 	o := s.addOrgLocked("", name)
 	s.applyOrgBody(o, b)
 	out := o.json()
+	s.emit(r, hookEvent{event: EventOrganizationCreated, status: http.StatusCreated, data: out})
 	s.mu.Unlock()
 	writeJSON(w, http.StatusCreated, out)
 }
@@ -542,12 +595,18 @@ func (s *Server) patchOrganization(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, invalidInput(issues...))
 		return
 	}
+	// zod strips unknown keys; an update left with nothing to set is Logto's 422.
+	if !slices.ContainsFunc(orgFields, func(f field) bool { _, ok := b[f.name]; return ok }) {
+		writeJSON(w, http.StatusUnprocessableEntity, errEmptyUpdate)
+		return
+	}
 	s.mu.Lock()
 	o := s.t.orgs[r.PathValue("id")]
 	var out orgJSON
 	if o != nil {
 		s.applyOrgBody(o, b)
 		out = o.json()
+		s.emit(r, hookEvent{event: EventOrganizationDataUpdated, status: http.StatusOK, params: map[string]string{"id": o.id}, data: out})
 	}
 	s.mu.Unlock()
 	if o == nil {
@@ -562,6 +621,9 @@ func (s *Server) deleteOrganization(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	o := s.t.orgs[id]
 	delete(s.t.orgs, id)
+	if o != nil {
+		s.emit(r, hookEvent{event: EventOrganizationDeleted, status: http.StatusNoContent, params: map[string]string{"id": id}})
+	}
 	s.mu.Unlock()
 	if o == nil {
 		writeJSON(w, http.StatusNotFound, errEntityNotFound)
@@ -587,7 +649,8 @@ func (s *Server) listMembers(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	var all []memberJSON
 	if o := s.t.orgs[r.PathValue("id")]; o != nil {
-		for _, uid := range o.members {
+		// Logto promises no order; the recorded server answered in user-ID order (more/).
+		for _, uid := range slices.Sorted(slices.Values(o.members)) {
 			u := s.t.users[uid]
 			if u == nil || !matchesQuery(q, &u.id, &u.username, u.name, u.primaryEmail) {
 				continue
@@ -606,7 +669,7 @@ func (s *Server) addMembers(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, status, e)
 		return
 	}
-	if issues := b.check(field{name: "userIds", typ: "strings", required: true}); issues != nil {
+	if issues := b.check(field{name: "userIds", typ: "strings", required: true, min: 1}); issues != nil {
 		writeJSON(w, http.StatusBadRequest, invalidInput(issues...))
 		return
 	}
@@ -623,6 +686,9 @@ func (s *Server) addMembers(w http.ResponseWriter, r *http.Request) {
 			o.members = append(o.members, id)
 		}
 	}
+	// Like Logto, the event names the organization but not the users added.
+	s.emit(r, hookEvent{event: EventOrganizationMembershipUpdated, status: http.StatusCreated,
+		params: map[string]string{"id": o.id}, extra: map[string]any{"organizationId": o.id}})
 	writeText(w, http.StatusCreated, "Created")
 }
 
@@ -645,6 +711,8 @@ func (s *Server) removeMember(w http.ResponseWriter, r *http.Request) {
 	}
 	o.members = slices.DeleteFunc(o.members, func(id string) bool { return id == uid })
 	delete(o.memberRoles, uid) // Logto drops the member's organization roles with the membership
+	s.emit(r, hookEvent{event: EventOrganizationMembershipUpdated, status: http.StatusNoContent,
+		params: map[string]string{"id": o.id, "userId": uid}, extra: map[string]any{"organizationId": o.id}})
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -708,6 +776,11 @@ func (s *Server) changeMemberRoles(w http.ResponseWriter, r *http.Request, chang
 }
 
 func (s *Server) getMemberRoles(w http.ResponseWriter, r *http.Request) {
+	p, ok := parsePagination(r.URL.Query())
+	if !ok {
+		writeJSON(w, http.StatusBadRequest, errPagination)
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	o, uid := s.t.orgs[r.PathValue("id")], r.PathValue("userId")
@@ -722,7 +795,12 @@ func (s *Server) getMemberRoles(w http.ResponseWriter, r *http.Request) {
 			out = append(out, role.json())
 		}
 	}
-	writeJSON(w, http.StatusOK, out)
+	// Paged like every list (direct/004), though without page or page_size Logto still sends
+	// the whole list.
+	if r.URL.Query().Has("page") || r.URL.Query().Has("page_size") {
+		out = paginate(s, w, r, p, out)
+	}
+	writeJSON(w, http.StatusOK, nonNil(out))
 }
 
 func (s *Server) addMemberRoles(w http.ResponseWriter, r *http.Request) {
@@ -824,13 +902,36 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request) {
 func (s *Server) getUser(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	id := r.PathValue("id")
+	if u := s.userOr404(w, r.PathValue("id")); u != nil {
+		writeJSON(w, http.StatusOK, userDetailJSON{u.json(), u.hasPassword})
+	}
+}
+
+// userOr404 returns the user, or answers Logto's 404 and returns nil; s.mu is held.
+func (s *Server) userOr404(w http.ResponseWriter, id string) *user {
 	u := s.t.users[id]
 	if u == nil {
 		writeJSON(w, http.StatusNotFound, notExistsWithID("users", id))
+	}
+	return u
+}
+
+// deleteUser removes the user and, as Logto's foreign keys cascade, their memberships.
+func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id := r.PathValue("userId")
+	u := s.userOr404(w, id)
+	if u == nil {
 		return
 	}
-	writeJSON(w, http.StatusOK, userDetailJSON{u.json(), u.hasPassword})
+	s.emit(r, hookEvent{event: EventUserDeleted, status: http.StatusNoContent, params: map[string]string{"userId": id}, data: u.json()})
+	delete(s.t.users, id)
+	for _, o := range s.t.orgs {
+		o.members = slices.DeleteFunc(o.members, func(m string) bool { return m == id })
+		delete(o.memberRoles, id)
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 type userOrgJSON struct {
@@ -906,7 +1007,7 @@ func (s *Server) createSubjectToken(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.t.users[uid] == nil {
-		writeJSON(w, http.StatusNotFound, notExistsWithID("users", uid))
+		writeJSON(w, http.StatusNotFound, errForeignKey) // the insert's foreign key fails
 		return
 	}
 	tok := s.newSubjectTokenLocked(uid)

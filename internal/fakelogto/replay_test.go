@@ -217,16 +217,7 @@ func (r *replayer) compare(t *testing.T, path string, rec, emu any) {
 	switch rv := rec.(type) {
 	case map[string]any:
 		ev := emu.(map[string]any)
-		for k := range rv {
-			if _, ok := ev[k]; !ok {
-				t.Errorf("%s: missing key %q", path, k)
-			}
-		}
-		for k := range ev {
-			if _, ok := rv[k]; !ok {
-				t.Errorf("%s: extra key %q", path, k)
-			}
-		}
+		sameKeys(t, path, rv, ev)
 		for k, v := range rv {
 			if ew, ok := ev[k]; ok && !slices.Contains(volatileKeys, k) {
 				r.compare(t, path+"."+k, v, ew)
@@ -257,6 +248,21 @@ func (r *replayer) compare(t *testing.T, path string, rec, emu any) {
 	}
 }
 
+// sameKeys reports the keys one object has and the other lacks.
+func sameKeys(t *testing.T, path string, rec, emu map[string]any) {
+	t.Helper()
+	for k := range rec {
+		if _, ok := emu[k]; !ok {
+			t.Errorf("%s: missing key %q", path, k)
+		}
+	}
+	for k := range emu {
+		if _, ok := rec[k]; !ok {
+			t.Errorf("%s: extra key %q", path, k)
+		}
+	}
+}
+
 func (r *replayer) compareJWT(t *testing.T, path, rec, emu string) {
 	t.Helper()
 	for i, name := range []string{"header", "claims"} {
@@ -280,16 +286,26 @@ func decodeSegment(t *testing.T, jwt string, i int) ([]string, map[string]any) {
 	if err := json.Unmarshal(raw, &m); err != nil {
 		t.Fatalf("decode JWT: %v", err)
 	}
+	return objectKeys(raw), m
+}
+
+// objectKeys lists a JSON object's keys in their order (nil when raw is not an object).
+func objectKeys(raw []byte) []string {
 	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.Token() // {
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil
+	}
 	var keys []string
 	for dec.More() {
-		k, _ := dec.Token()
+		k, err := dec.Token()
+		if err != nil {
+			return keys
+		}
 		keys = append(keys, k.(string))
 		var skip json.RawMessage
 		dec.Decode(&skip)
 	}
-	return keys, m
+	return keys
 }
 
 func isJWT(s string) bool { return strings.HasPrefix(s, "eyJ") && strings.Count(s, ".") == 2 }
@@ -347,15 +363,7 @@ func TestReplayRealLogto(t *testing.T) {
 
 func (r *replayer) replay(t *testing.T, ex recorded) {
 	req := r.request(t, ex)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp, raw := send(t, req)
 	if resp.StatusCode != ex.Response.Status {
 		t.Errorf("%s %s: status %d, want %d (body %s)", req.Method, req.URL, resp.StatusCode, ex.Response.Status, raw)
 	}
@@ -388,6 +396,21 @@ func (r *replayer) replay(t *testing.T, ex recorded) {
 			t.Errorf("%s: %q, want %q", h, got, want)
 		}
 	}
+}
+
+// send does req and reads the whole answer.
+func send(t *testing.T, req *http.Request) (*http.Response, []byte) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, raw
 }
 
 // newStarted starts an emulator for the test.

@@ -17,6 +17,14 @@ func (s *Server) AddM2MApp(id, secret string) string {
 	return s.addApp(id, secret, appM2M, true)
 }
 
+// AddM2MAppWithoutRole registers a machine-to-machine app that holds no Management API role,
+// as an operator may forget to grant it: like Logto, the emulator still issues it a Management
+// API token (200, no scope claim), and every Management API call with that token answers 403
+// auth.forbidden (more/m2m-no-role-real).
+func (s *Server) AddM2MAppWithoutRole(id, secret string) string {
+	return s.addApp(id, secret, appM2M, false)
+}
+
 // AddTrafficApp registers a traditional web app allowed to use token exchange (the app that
 // turns subject tokens into user access tokens).
 func (s *Server) AddTrafficApp(id, secret string) string {

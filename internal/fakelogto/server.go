@@ -70,6 +70,11 @@ type Server struct {
 	limits  map[Target]*rateLimit
 	calls   map[Target]int
 	started bool
+	hooks   []Hook
+
+	hookCtx    context.Context // ends deliveries on Close
+	hookCancel context.CancelFunc
+	hookWG     sync.WaitGroup
 }
 
 // New generates an ES384 (P-384) signing key and binds the listen address, so URL and Issuer
@@ -97,6 +102,7 @@ func New(cfg Config) (*Server, error) {
 	if s.baseURL == "" {
 		s.baseURL = "http://" + ln.Addr().String()
 	}
+	s.hookCtx, s.hookCancel = context.WithCancel(context.Background())
 	s.mgmt = s.managementRoutes()
 	s.handler = s.routes()
 	s.http = &http.Server{
@@ -124,6 +130,8 @@ func (s *Server) Start() error {
 func (s *Server) Close() error {
 	err := s.http.Close()
 	s.listener.Close() // in case Start was never called
+	s.hookCancel()
+	s.hookWG.Wait()
 	return err
 }
 
@@ -131,6 +139,14 @@ func (s *Server) Close() error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.http.Shutdown(ctx)
 	s.listener.Close()
+	done := make(chan struct{})
+	go func() { s.hookWG.Wait(); close(done) }()
+	select { // let deliveries in flight finish until ctx ends
+	case <-done:
+	case <-ctx.Done():
+	}
+	s.hookCancel()
+	<-done
 	return err
 }
 
@@ -199,7 +215,7 @@ func (s *Server) serveJWKS(w http.ResponseWriter, _ *http.Request, _ Fault) {
 
 // apiError is Logto's error body (its keys come out sorted).
 type apiError struct {
-	Code    string `json:"code"`
+	Code    string `json:"code,omitempty"` // empty only in koa-body's invalid-JSON answer
 	Data    any    `json:"data,omitempty"`
 	Details string `json:"details,omitempty"`
 	Message string `json:"message"`

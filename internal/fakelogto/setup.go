@@ -74,10 +74,16 @@ func (s *Server) sortedPermissions(names []string, all bool) []permissionJSON {
 	return out
 }
 
-func (s *Server) listPermissions(w http.ResponseWriter, _ *http.Request) {
+func (s *Server) listPermissions(w http.ResponseWriter, r *http.Request) {
+	p, ok := parsePagination(r.URL.Query())
+	if !ok {
+		writeJSON(w, http.StatusBadRequest, errPagination)
+		return
+	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	writeJSON(w, http.StatusOK, s.sortedPermissions(nil, true))
+	all := s.sortedPermissions(nil, true)
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, nonNil(paginate(s, w, r, p, all)))
 }
 
 func (s *Server) createPermission(w http.ResponseWriter, r *http.Request) {
@@ -198,6 +204,9 @@ func (s *Server) createOrgRole(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.t.orgRoles[role.id] = role
+	if len(role.scopes) > 0 { // Logto reports a role created with permissions as a scope change
+		s.emit(r, hookEvent{event: EventOrganizationRoleScopesUpdated, status: http.StatusCreated, extra: map[string]any{"organizationRoleId": role.id}})
+	}
 	writeJSON(w, http.StatusCreated, role.json())
 }
 

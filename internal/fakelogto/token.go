@@ -315,7 +315,8 @@ func (s *Server) userGrant(g grant) (tokenResponse, *oidcError) {
 		}
 		roles := org.memberRoles[g.subject]
 		if g.resource == "" {
-			g.scope = intersect(g.requested, s.t.orgScopes(roles))
+			// Organization tokens list scopes in Logto's (the roles') order, not the request's.
+			g.scope = intersect(s.t.orgScopes(roles), g.requested)
 		} else {
 			g.scope = intersect(g.requested, s.t.orgResourceScopes(roles, g.resource))
 		}
