@@ -139,13 +139,16 @@ func (s *Server) envoyRequest(r *http.Request) (*rawRequest, *verdict) {
 		raw.target = "/" + raw.target
 	}
 	if r.Body != nil && r.ContentLength != 0 {
-		body, err := io.ReadAll(io.LimitReader(r.Body, int64(s.cfg.MaxBodyBytes)+1))
-		if err == nil && len(body) <= s.cfg.MaxBodyBytes {
+		// Read as much as a CheckRequest may carry, so both modes bind the same bodies; only the
+		// first --max-body-bytes are parsed for the policy.
+		body, err := io.ReadAll(io.LimitReader(r.Body, maxRecvMsgBytes+1))
+		if err == nil && len(body) <= maxRecvMsgBytes {
 			raw.body = body
 		} else {
 			raw.partial = true
 		}
 	}
+	raw.partial = raw.partial || envoyBodyIncomplete(raw.headers, raw.body)
 	return raw, nil
 }
 
