@@ -67,12 +67,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stdout, "sidecar: configuration ok")
 		return nil
 	}
-	if err := errors.Join(err, cfg.Validate()); err != nil {
+	valid, verr := cfg.Validate()
+	if err := errors.Join(err, verr); err != nil {
 		return confload.InvalidConfig(err)
 	}
-	// New loads the decision key and the policy itself. A policy that does not load is not a start-up
-	// failure: the sidecar serves, not ready, answering 503 until a good policy appears (DESIGN).
-	s, err := sidecar.New(ctx, cfg, cfg.NewLogger(stderr))
+	// New loads the policy itself. A policy that does not load is not a start-up failure: the
+	// sidecar serves, not ready, answering 503 until a good policy appears (DESIGN).
+	s, err := sidecar.New(ctx, valid, valid.NewLogger(stderr))
 	if err != nil {
 		return confload.InvalidConfig(err)
 	}

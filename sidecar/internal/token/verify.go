@@ -105,18 +105,6 @@ func (v *Verifier) Ready() bool {
 	return true
 }
 
-// waitReady blocks until every issuer's keys are loaded or ctx ends.
-func (v *Verifier) waitReady(ctx context.Context) error {
-	for _, is := range v.issuers {
-		select {
-		case <-is.keys.loaded:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	return nil
-}
-
 // Stats returns the counters.
 func (v *Verifier) Stats() Stats {
 	s := Stats{
