@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net/http"
 	"slices"
 	"strings"
@@ -270,39 +271,66 @@ func sameKey(a, b crypto.PublicKey) bool {
 	return ok && e.Equal(b)
 }
 
-// sigOutcome records, for one Verify call, the key that checked the signature in VerifySignature.
-type sigOutcome struct{ key *verifyKey }
-
-type outcomeKey struct{}
-
-// VerifySignature implements oidc.KeySet: it checks the compact JWS with the key its kid names,
-// provided the header's alg fits that key.
-func (ks *keySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error) {
-	algs := make([]jose.SignatureAlgorithm, len(ks.cfg.Algorithms))
-	for i, a := range ks.cfg.Algorithms {
-		algs[i] = jose.SignatureAlgorithm(a)
-	}
-	jws, err := jose.ParseSignedCompact(jwt, algs)
-	if err != nil {
-		return nil, fmt.Errorf("token: parse jws: %w", err)
-	}
-	if len(jws.Signatures) != 1 {
-		return nil, errors.New("token: jws must have exactly one signature")
-	}
-	h := jws.Signatures[0].Protected
-	k, err := ks.key(ctx, h.KeyID)
+// verified looks up the key p's kid names (refetching, rate-limited, when it is unknown) and checks
+// p's signature with it: the one key lookup and the one signature check of a token.
+func (ks *keySet) verified(ctx context.Context, p *parsed) (*verifyKey, error) {
+	k, err := ks.key(ctx, p.Kid)
 	if err != nil {
 		return nil, err
 	}
-	if !k.allows(h.Algorithm) {
-		return nil, errors.New("token: alg does not fit the key")
+	if !k.allows(p.Alg) {
+		return nil, fail(ReasonAlgorithm, "alg %s does not fit key %.40q", p.Alg, k.kid)
 	}
-	payload, err := jws.Verify(k.pub)
+	if !k.verify(p.Alg, p.signingInput, p.signature) {
+		return nil, fail(ReasonSignature, "signature does not verify with key %.40q", k.kid)
+	}
+	return k, nil
+}
+
+// jwsHashes are the digests of the supported algorithms (RFC 7518 section 3).
+var jwsHashes = map[string]crypto.Hash{
+	"ES256": crypto.SHA256, "ES384": crypto.SHA384, "ES512": crypto.SHA512,
+	"RS256": crypto.SHA256, "RS384": crypto.SHA384, "RS512": crypto.SHA512,
+	"PS256": crypto.SHA256, "PS384": crypto.SHA384, "PS512": crypto.SHA512,
+}
+
+// verify checks a JWS signature over signingInput with k, for an alg that k.allows: ECDSA as the
+// fixed-length R||S of RFC 7518 3.4, RSASSA-PKCS1-v1_5, or RSASSA-PSS with a salt as long as the hash.
+func (k *verifyKey) verify(alg, signingInput string, sig []byte) bool {
+	h, ok := jwsHashes[alg]
+	if !ok {
+		return false
+	}
+	d := h.New()
+	d.Write([]byte(signingInput))
+	digest := d.Sum(nil)
+	switch pub := k.pub.(type) {
+	case *ecdsa.PublicKey:
+		n := (pub.Curve.Params().BitSize + 7) / 8
+		if len(sig) != 2*n {
+			return false
+		}
+		r, s := new(big.Int).SetBytes(sig[:n]), new(big.Int).SetBytes(sig[n:])
+		return ecdsa.Verify(pub, digest, r, s)
+	case *rsa.PublicKey:
+		if strings.HasPrefix(alg, "PS") {
+			return rsa.VerifyPSS(pub, h, digest, sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash}) == nil
+		}
+		return rsa.VerifyPKCS1v15(pub, h, digest, sig) == nil
+	}
+	return false
+}
+
+// VerifySignature implements oidc.KeySet for go-oidc's verifier: it parses jwt as this package
+// does (so only access tokens, typ at+jwt, with an accepted alg), checks its signature with the
+// key its kid names and returns the payload.
+func (ks *keySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error) {
+	p, err := parse(jwt, ks.cfg.Algorithms)
 	if err != nil {
-		return nil, fmt.Errorf("token: %w", err)
+		return nil, err
 	}
-	if out, ok := ctx.Value(outcomeKey{}).(*sigOutcome); ok {
-		out.key = k
+	if _, err := ks.verified(ctx, p); err != nil {
+		return nil, err
 	}
-	return payload, nil
+	return p.payloadBytes, nil
 }
