@@ -61,7 +61,9 @@ func New(ctx context.Context, v *Valid, logger *slog.Logger) (*Server, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	cfg := v.Config
-	tokens, err := token.New(ctx, v.tokens)
+	tc := v.tokens
+	tc.Logger = logger
+	tokens, err := token.New(ctx, tc)
 	if err != nil {
 		return nil, fmt.Errorf("sidecar: %w", err)
 	}
@@ -119,7 +121,9 @@ func New(ctx context.Context, v *Valid, logger *slog.Logger) (*Server, error) {
 	return s, nil
 }
 
-// Ready reports whether the Server can decide: keys loaded for every issuer and a policy loaded.
+// Ready reports whether the Server can decide: keys loaded for some issuer and a policy loaded.
+// Issuers are independent: the tokens of an issuer without keys are 503 not_ready, the others'
+// are decided.
 func (s *Server) Ready() bool { return s.tokens.Ready() && s.policy.Ready() }
 
 // Serve listens on the configured addresses and serves until ctx ends, then stops gracefully.

@@ -3,6 +3,7 @@ package token
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
@@ -64,7 +65,14 @@ type Config struct {
 	HTTPClient *http.Client
 	// Now is the clock for exp, nbf and iat; default time.Now. Key refresh timing uses the real clock.
 	Now func() time.Time
+	// Logger gets the key sets' fetch failures (at most one line per issuer per LogEvery) and
+	// recoveries; default none.
+	Logger *slog.Logger
 }
+
+// LogEvery is the least time between two logged fetch failures of one issuer; the lines between
+// are counted in the next one's "suppressed".
+const LogEvery = time.Minute
 
 // withDefaults returns a copy of c with every zero field set to its default.
 func (c Config) withDefaults() Config {
@@ -95,6 +103,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return c
 }

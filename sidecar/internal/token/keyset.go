@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/big"
 	"net/http"
 	"slices"
@@ -61,6 +62,7 @@ const minRSABits = 2048
 // concurrent callers sharing one fetch), a timer refetches, and a failed or empty fetch keeps the
 // last good keys. It never looks at jku, x5u, jwk or x5c: keys come only from the configured URL.
 type keySet struct {
+	issuer  string
 	url     string
 	cfg     *Config
 	stats   *counters
@@ -73,12 +75,59 @@ type keySet struct {
 	flight      singleflight.Group
 	gapMu       sync.Mutex
 	lastUnknown time.Time // when an unknown kid last caused a fetch (monotonic clock)
+
+	statusMu   sync.Mutex
+	lastErr    error     // the last fetch's failure, nil after a good one
+	lastLogged time.Time // when a failure was last logged
+	suppressed int       // failures not logged since
 }
 
 var _ oidc.KeySet = (*keySet)(nil)
 
-func newKeySet(ctx context.Context, url string, cfg *Config, stats *counters) *keySet {
-	return &keySet{url: url, cfg: cfg, stats: stats, baseCtx: ctx, loaded: make(chan struct{})}
+func newKeySet(ctx context.Context, issuer string, cfg *Config, stats *counters) *keySet {
+	return &keySet{issuer: issuer, url: cfg.JWKSURL(issuer), cfg: cfg, stats: stats, baseCtx: ctx, loaded: make(chan struct{})}
+}
+
+// status says what is wrong with the set: "" when keys are loaded and the last fetch worked.
+func (ks *keySet) status() string {
+	ks.statusMu.Lock()
+	defer ks.statusMu.Unlock()
+	switch {
+	case !ks.ready() && ks.lastErr == nil:
+		return "no keys loaded yet"
+	case !ks.ready():
+		return "no keys loaded: " + ks.lastErr.Error()
+	case ks.lastErr != nil:
+		return "serving the last good keys; last fetch failed: " + ks.lastErr.Error()
+	}
+	return ""
+}
+
+// note records a fetch's outcome and logs it: a failure at most once per LogEvery (the others
+// counted), a recovery always. next is when the set will be fetched again, at the latest.
+func (ks *keySet) note(err error, next time.Duration) {
+	ks.statusMu.Lock()
+	defer ks.statusMu.Unlock()
+	log := ks.cfg.Logger
+	if err == nil {
+		if ks.lastErr != nil {
+			log.Info("jwks fetch recovered", "issuer", ks.issuer, "url", ks.url)
+		}
+		ks.lastErr, ks.suppressed = nil, 0
+		return
+	}
+	ks.lastErr = err
+	if !ks.lastLogged.IsZero() && time.Since(ks.lastLogged) < LogEvery {
+		ks.suppressed++
+		return
+	}
+	level := slog.LevelWarn // the last good keys keep serving
+	if !ks.ready() {
+		level = slog.LevelError // tokens of this issuer are 503
+	}
+	log.Log(ks.baseCtx, level, "jwks fetch failed", "issuer", ks.issuer, "url", ks.url, "err", err.Error(),
+		"keys_loaded", ks.ready(), "next_try", next.String(), "suppressed", ks.suppressed)
+	ks.lastLogged, ks.suppressed = time.Now(), 0
 }
 
 // ready reports whether keys were ever loaded.
@@ -123,7 +172,9 @@ func (ks *keySet) refreshUnknown(ctx context.Context) error {
 		ks.lastUnknown = time.Now()
 		ks.gapMu.Unlock()
 		ks.stats.unknownKIDRefreshes.Add(1)
-		return nil, ks.refresh() // a failure keeps the old keys; the caller sees unknown_key
+		err := ks.refresh() // a failure keeps the old keys; the caller sees unknown_key
+		ks.note(err, ks.cfg.RefreshInterval)
+		return nil, err
 	})
 	select {
 	case <-ch:
@@ -140,9 +191,11 @@ func (ks *keySet) run(ctx context.Context) {
 	backoff := min(time.Second, maxBackoff)
 	for {
 		wait := ks.cfg.RefreshInterval
-		if ks.refresh() != nil && !ks.ready() {
+		err := ks.refresh()
+		if err != nil && !ks.ready() {
 			wait, backoff = backoff, min(2*backoff, maxBackoff)
 		}
+		ks.note(err, wait)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():

@@ -78,21 +78,32 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 		v.cache = c
 	}
 	for _, iss := range cfg.Issuers {
-		ks := newKeySet(ctx, cfg.JWKSURL(iss), &v.cfg, &v.stats)
+		ks := newKeySet(ctx, iss, &v.cfg, &v.stats)
 		v.issuers[iss] = &issuer{keys: ks}
 		go ks.run(ctx)
 	}
 	return v, nil
 }
 
-// Ready reports whether keys were loaded at least once for every issuer.
+// Ready reports whether keys were loaded at least once for some issuer. Issuers are independent:
+// a token of an issuer with keys is verified while another issuer has none (its tokens get
+// ErrNotReady).
 func (v *Verifier) Ready() bool {
 	for _, is := range v.issuers {
-		if !is.keys.ready() {
-			return false
+		if is.keys.ready() {
+			return true
 		}
 	}
-	return true
+	return false
+}
+
+// Status says per issuer what is wrong with its keys, "" when nothing is.
+func (v *Verifier) Status() map[string]string {
+	out := make(map[string]string, len(v.issuers))
+	for iss, is := range v.issuers {
+		out[iss] = is.keys.status()
+	}
+	return out
 }
 
 // Stats returns the counters.
