@@ -90,6 +90,8 @@ type Config struct {
 	MaxBodyBytes int `flag:"max-body-bytes" usage:"largest JSON request body given to the policy"`
 	// JWKSRefresh is how often each issuer's key set is refetched. Default 5m, at least 10s.
 	JWKSRefresh time.Duration `flag:"jwks-refresh" usage:"how often the issuers' JWKS are refetched"`
+	// CheckOffline makes --check skip fetching each issuer's discovery document and key set.
+	CheckOffline bool `flag:"check-offline" usage:"with --check: do not fetch the issuers' discovery and JWKS"`
 }
 
 // Default returns the Config with every default filled in.
@@ -221,11 +223,18 @@ func (c Config) Validate() (*Valid, error) {
 	return v, nil
 }
 
-// Check is what --check does: Validate (which loads the decision key) and compile the policy
-// directory as New would. It reports every problem at once.
+// Check is what --check does: Validate (which loads the decision key), compile the policy
+// directory as New would and, unless CheckOffline, fetch each issuer's discovery document and key
+// set once (a 404, another issuer's discovery or no usable key fails). It reports every problem
+// at once.
 func (c Config) Check(ctx context.Context) error {
-	_, err := c.Validate()
+	v, err := c.Validate()
 	errs := []error{err}
+	if v != nil && !c.CheckOffline {
+		if err := token.CheckIssuers(ctx, v.tokens); err != nil {
+			errs = append(errs, fmt.Errorf("sidecar: %w", err))
+		}
+	}
 	if c.Policies != "" {
 		if err := policyDir(c.Policies); err != nil {
 			errs = append(errs, err)

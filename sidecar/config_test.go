@@ -156,7 +156,7 @@ func TestConfigCheck(t *testing.T) {
 			[]string{"--decision-key is required"}, []string{"decision key:"}},
 	} {
 		c := validConfig(t)
-		c.DecisionKey, c.Policies = key, "../policies"
+		c.DecisionKey, c.Policies, c.CheckOffline = key, "../policies", true
 		tc.change(&c)
 		err := c.Check(t.Context())
 		if tc.want == nil {
