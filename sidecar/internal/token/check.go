@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 )
 
 // maxDiscoveryBytes bounds an OpenID discovery document (Logto's is about 3 KiB).
@@ -31,36 +29,19 @@ func CheckIssuers(ctx context.Context, cfg Config) error {
 }
 
 func checkDiscovery(ctx context.Context, cfg *Config, iss string) error {
-	ctx, cancel := context.WithTimeout(ctx, cfg.FetchTimeout)
-	defer cancel()
 	url := iss + "/.well-known/openid-configuration"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	body, err := getDocument(ctx, cfg, "discovery", url, "application/json", maxDiscoveryBytes)
 	if err != nil {
-		return fmt.Errorf("discovery: %w", err)
-	}
-	resp, err := cfg.HTTPClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("discovery: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("discovery %s: status %d", url, resp.StatusCode)
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxDiscoveryBytes+1))
-	if err != nil {
-		return fmt.Errorf("discovery %s: %w", url, err)
-	}
-	if len(body) > maxDiscoveryBytes {
-		return fmt.Errorf("discovery %s: over %d bytes", url, maxDiscoveryBytes)
+		return err
 	}
 	var doc struct {
 		Issuer string `json:"issuer"`
 	}
 	if err := json.Unmarshal(body, &doc); err != nil {
-		return fmt.Errorf("discovery %s: not a JSON object", url)
+		return errors.New("token: discovery is not a JSON object")
 	}
 	if doc.Issuer != iss {
-		return fmt.Errorf("discovery %s: issuer is %.200q, not the configured one", url, doc.Issuer)
+		return fmt.Errorf("token: discovery names issuer %.200q, not the configured one", doc.Issuer)
 	}
 	return nil
 }

@@ -219,29 +219,39 @@ func (ks *keySet) refresh() error {
 }
 
 func (ks *keySet) fetch() ([]*verifyKey, error) {
-	ctx, cancel := context.WithTimeout(ks.baseCtx, ks.cfg.FetchTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ks.url, nil)
+	body, err := getDocument(ks.baseCtx, ks.cfg, "jwks", ks.url, "application/jwk-set+json, application/json", ks.cfg.MaxJWKSBytes)
 	if err != nil {
-		return nil, fmt.Errorf("token: jwks request: %w", err)
+		return nil, err
 	}
-	req.Header.Set("Accept", "application/jwk-set+json, application/json")
-	resp, err := ks.cfg.HTTPClient.Do(req)
+	return parseKeySet(body, ks.cfg.Algorithms, ks.cfg.MaxKeys)
+}
+
+// getDocument GETs url within FetchTimeout and returns its 200 body of at most max bytes; what
+// names the document in errors.
+func getDocument(ctx context.Context, cfg *Config, what, url, accept string, max int64) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, cfg.FetchTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return nil, fmt.Errorf("token: fetch jwks: %w", err)
+		return nil, fmt.Errorf("token: %s request: %w", what, err)
+	}
+	req.Header.Set("Accept", accept)
+	resp, err := cfg.HTTPClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("token: fetch %s: %w", what, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("token: fetch jwks: status %d", resp.StatusCode)
+		return nil, fmt.Errorf("token: fetch %s: status %d", what, resp.StatusCode)
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, ks.cfg.MaxJWKSBytes+1))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, max+1))
 	if err != nil {
-		return nil, fmt.Errorf("token: read jwks: %w", err)
+		return nil, fmt.Errorf("token: read %s: %w", what, err)
 	}
-	if int64(len(body)) > ks.cfg.MaxJWKSBytes {
-		return nil, fmt.Errorf("token: jwks over %d bytes", ks.cfg.MaxJWKSBytes)
+	if int64(len(body)) > max {
+		return nil, fmt.Errorf("token: %s over %d bytes", what, max)
 	}
-	return parseKeySet(body, ks.cfg.Algorithms, ks.cfg.MaxKeys)
+	return body, nil
 }
 
 // parseKeySet returns the usable keys of a JWKS document. Malformed or unusable keys are skipped
