@@ -53,7 +53,7 @@ func BenchmarkVerifyCachedParallel(b *testing.B) {
 
 // BenchmarkVerifyES384Cold is a full verification: parse, ES384 signature, claims.
 func BenchmarkVerifyES384Cold(b *testing.B) {
-	v, tok := benchVerifier(b, -1)
+	v, tok := benchVerifier(b, 0) // no cache
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
