@@ -35,9 +35,10 @@ test-rego: ## opa test over policies/, then coverage with a 90 % floor
 e2e: bin/caddy ## end-to-end: real binaries behind the Envoy-faithful client and Caddy (nginx/Envoy when installed)
 	$(GO) test -tags e2e -count=1 -timeout 20m ./tests/e2e/
 
-lint: ## gofmt, go vet, opa fmt and opa check --strict
+lint: ## gofmt, go vet, staticcheck, opa fmt and opa check --strict
 	@out=$$(gofmt -l .) || exit 1; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet -tags e2e ./...
+	$(GO) tool staticcheck -tags e2e ./...
 	$(OPA) fmt --list --fail policies
 	$(OPA) check --strict policies
 

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -160,8 +159,8 @@ func (c *Config) Validate() (*Settings, error) {
 	if c.UpstreamTimeout <= 0 {
 		add("--upstream-timeout %v: want a positive duration", c.UpstreamTimeout)
 	}
-	if _, err := parseLevel(c.LogLevel); err != nil {
-		errs = append(errs, err)
+	if _, err := confload.ParseLevel(c.LogLevel); err != nil {
+		errs = append(errs, fmt.Errorf("mgmtproxy: --log-level: %w", err))
 	}
 	s.memberFields = c.memberFields()
 	if len(s.memberFields) == 0 {
@@ -248,15 +247,6 @@ func parseRate(s string) (rate.Limit, int, error) {
 	return rate.Limit(float64(count) / d.Seconds()), count, nil
 }
 
-// parseLevel parses a LogLevel.
-func parseLevel(s string) (slog.Level, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(s)); err != nil || strings.ContainsAny(s, "+-") {
-		return 0, fmt.Errorf("mgmtproxy: --log-level %q: want debug, info, warn or error", s)
-	}
-	return l, nil
-}
-
 // memberFields returns MemberFields with comma-separated entries split, so "--member-fields id,name"
 // works like the environment variable.
 func (c *Config) memberFields() []string {
@@ -269,14 +259,4 @@ func (c *Config) memberFields() []string {
 		}
 	}
 	return out
-}
-
-// LogLevelValue returns the slog level of LogLevel (info when it is invalid), for the main to build
-// its logger before New.
-func (c *Config) LogLevelValue() slog.Level {
-	l, err := parseLevel(c.LogLevel)
-	if err != nil {
-		return slog.LevelInfo
-	}
-	return l
 }

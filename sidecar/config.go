@@ -23,22 +23,18 @@ import (
 	"github.com/orgauthz/orgauthz/decision"
 	"github.com/orgauthz/orgauthz/internal/confload"
 	"github.com/orgauthz/orgauthz/sidecar/internal/policy"
+	"github.com/orgauthz/orgauthz/sidecar/internal/token"
 )
 
-// Limits of the settings Validate accepts.
+// Limits of the settings Validate accepts; the token verifier's own (clock skew, algorithms) are
+// token.MaxClockSkew and token.SupportedAlgorithms.
 const (
 	// MaxBodyLimit bounds --max-body-bytes: a body rides inside the CheckRequest, which is bounded
 	// by maxRecvMsgBytes.
 	MaxBodyLimit = 256 << 10
-	// MaxClockSkew bounds --clock-skew: more would let expired tokens live noticeably longer.
-	MaxClockSkew = 5 * time.Minute
 	// MinJWKSRefresh bounds --jwks-refresh from below, so a misconfiguration cannot hammer Logto.
 	MinJWKSRefresh = 10 * time.Second
 )
-
-// allowedAlgorithms may appear in --algorithms. Symmetric algorithms and "none" never may: a public
-// key must not double as a shared secret.
-var allowedAlgorithms = []string{"ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
 
 // Config is the whole configuration of the sidecar. Each field is also a flag, an ORGAUTHZ_*
 // environment variable and a YAML key of the same name (see internal/confload). Start from
@@ -89,10 +85,13 @@ type Config struct {
 	// GRPCReflection enables gRPC server reflection (for ghz and grpcurl). Default off.
 	GRPCReflection bool `flag:"grpc-reflection" usage:"enable gRPC server reflection (for ghz, grpcurl)"`
 	// MaxBodyBytes is the largest request body parsed as JSON for the policy; a larger one is
-	// null in the input. Default 16384, at most 256 KiB; match Envoy's max_request_bytes.
+	// null in the input (but still bound by the decision; a body seen only in part is 413). Default
+	// 16384, at most 256 KiB; match Envoy's max_request_bytes.
 	MaxBodyBytes int `flag:"max-body-bytes" usage:"largest JSON request body given to the policy"`
 	// JWKSRefresh is how often each issuer's key set is refetched. Default 5m, at least 10s.
 	JWKSRefresh time.Duration `flag:"jwks-refresh" usage:"how often the issuers' JWKS are refetched"`
+	// CheckOffline makes --check skip fetching each issuer's discovery document and key set.
+	CheckOffline bool `flag:"check-offline" usage:"with --check: do not fetch the issuers' discovery and JWKS"`
 }
 
 // Default returns the Config with every default filled in.
@@ -112,8 +111,23 @@ func Default() Config {
 	}
 }
 
-// Validate reports every problem with c at once.
-func (c *Config) Validate() error {
+// Valid is a Config that Validate accepted, with what Validate parsed and loaded: New builds a
+// Server from it without parsing anything again.
+type Valid struct {
+	Config
+	level   slog.Level
+	trusted []netip.Prefix
+	signer  *decision.Signer
+	tokens  token.Config
+}
+
+// NewLogger returns the JSON logger the sidecar writes, at the configured level.
+func (v *Valid) NewLogger(w io.Writer) *slog.Logger { return confload.NewLogger(w, v.level) }
+
+// Validate reports every problem with c at once, reading the decision key; when there is none it
+// returns what it parsed.
+func (c Config) Validate() (*Valid, error) {
+	v := &Valid{Config: c}
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("sidecar: "+format, args...)) }
 
@@ -150,30 +164,39 @@ func (c *Config) Validate() error {
 	if c.GRPCAddr != "" && c.GRPCAddr == c.HTTPAddr {
 		bad("--grpc-addr and --http-addr are both %s", c.GRPCAddr)
 	}
-	if c.DecisionKey == "" {
-		bad("--decision-key is required (create one with 'sidecar keygen')")
-	}
-	if c.DecisionTTL < time.Second || c.DecisionTTL > decision.MaxTTL || c.DecisionTTL%time.Second != 0 {
+	ttlOK := c.DecisionTTL >= time.Second && c.DecisionTTL <= decision.MaxTTL && c.DecisionTTL%time.Second == 0
+	if !ttlOK {
 		bad("--decision-ttl %s is not whole seconds between 1s and %s", c.DecisionTTL, decision.MaxTTL)
 	}
-	if c.ClockSkew < 0 || c.ClockSkew > MaxClockSkew {
-		bad("--clock-skew %s is not between 0 and %s", c.ClockSkew, MaxClockSkew)
+	if c.DecisionKey == "" {
+		bad("--decision-key is required (create one with 'sidecar keygen')")
+	} else if ttlOK {
+		signer, err := decision.LoadSigner(c.DecisionKey, c.DecisionTTL)
+		if err != nil {
+			bad("decision key: %w", err)
+		}
+		v.signer = signer
+	}
+	if c.ClockSkew < 0 || c.ClockSkew > token.MaxClockSkew {
+		bad("--clock-skew %s is not between 0 and %s", c.ClockSkew, token.MaxClockSkew)
 	}
 	if c.TokenCacheSize < 0 {
 		bad("--token-cache-size %d is negative", c.TokenCacheSize)
 	}
-	if _, err := parseLevel(c.LogLevel); err != nil {
-		bad("--log-level %q is not debug, info, warn or error", c.LogLevel)
+	level, err := confload.ParseLevel(c.LogLevel)
+	if err != nil {
+		bad("--log-level: %w", err)
 	}
+	v.level = level
 	if len(c.Algorithms) == 0 {
 		bad("--algorithms is empty")
 	}
 	for _, alg := range c.Algorithms {
-		if !slices.Contains(allowedAlgorithms, alg) {
-			bad("--algorithms: %q is not one of %s", alg, strings.Join(allowedAlgorithms, ", "))
+		if !slices.Contains(token.SupportedAlgorithms, alg) {
+			bad("--algorithms: %q is not one of %s", alg, strings.Join(token.SupportedAlgorithms, ", "))
 		}
 	}
-	if _, err := parsePrefixes(c.TrustedProxies); err != nil {
+	if v.trusted, err = parsePrefixes(c.TrustedProxies); err != nil {
 		bad("--trusted-proxy: %w", err)
 	}
 	if c.MaxBodyBytes < 0 || c.MaxBodyBytes > MaxBodyLimit {
@@ -182,16 +205,34 @@ func (c *Config) Validate() error {
 	if c.JWKSRefresh < MinJWKSRefresh {
 		bad("--jwks-refresh %s is shorter than %s", c.JWKSRefresh, MinJWKSRefresh)
 	}
-	return errors.Join(errs...)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	v.tokens = token.Config{
+		Issuers:         c.Issuers,
+		APIResource:     c.APIResource,
+		AdminResource:   c.AdminResource,
+		Algorithms:      c.Algorithms,
+		ClockSkew:       c.ClockSkew,
+		CacheSize:       c.TokenCacheSize,
+		RefreshInterval: c.JWKSRefresh,
+	}
+	if err := v.tokens.Validate(); err != nil {
+		return nil, fmt.Errorf("sidecar: %w", err) // a bound the token verifier has that the flags above miss
+	}
+	return v, nil
 }
 
-// Check is what --check does: Validate, load the decision key and compile the policy directory
-// as New would. It reports every problem at once.
-func (c *Config) Check(ctx context.Context) error {
-	errs := []error{c.Validate()}
-	if c.DecisionKey != "" { // else Validate said it is required
-		if _, err := decision.LoadSigner(c.DecisionKey, c.DecisionTTL); err != nil {
-			errs = append(errs, fmt.Errorf("sidecar: decision key: %w", err))
+// Check is what --check does: Validate (which loads the decision key), compile the policy
+// directory as New would and, unless CheckOffline, fetch each issuer's discovery document and key
+// set once (a 404, another issuer's discovery or no usable key fails). It reports every problem
+// at once.
+func (c Config) Check(ctx context.Context) error {
+	v, err := c.Validate()
+	errs := []error{err}
+	if v != nil && !c.CheckOffline {
+		if err := token.CheckIssuers(ctx, v.tokens); err != nil {
+			errs = append(errs, fmt.Errorf("sidecar: %w", err))
 		}
 	}
 	if c.Policies != "" {
@@ -224,25 +265,6 @@ func policyDir(dir string) error {
 		return fmt.Errorf("sidecar: policy directory %s does not exist", where)
 	}
 	return fmt.Errorf("sidecar: policy directory %s: %w", where, err)
-}
-
-// parseLevel reads a --log-level value.
-func parseLevel(s string) (slog.Level, error) {
-	var l slog.Level
-	switch s {
-	case "debug", "info", "warn", "error":
-		return l, l.UnmarshalText([]byte(s))
-	}
-	return l, fmt.Errorf("sidecar: unknown log level %q", s)
-}
-
-// NewLogger returns the JSON logger the sidecar writes, at the configured level (info when invalid).
-func (c *Config) NewLogger(w io.Writer) *slog.Logger {
-	level, err := parseLevel(c.LogLevel)
-	if err != nil {
-		level = slog.LevelInfo
-	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
 }
 
 // parsePrefixes reads CIDRs; a bare address is a single-address prefix.

@@ -2,8 +2,10 @@ package sidecar
 
 import (
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,19 +13,30 @@ import (
 	"github.com/orgauthz/orgauthz/decision"
 )
 
-// validConfig returns a Config that passes Validate, naming a decision key that may not exist.
-func validConfig() Config {
+// validConfig returns a Config that passes Validate, with a decision key of its own.
+func validConfig(t *testing.T) Config {
+	t.Helper()
+	dir := t.TempDir()
 	c := Default()
 	c.Issuers = []string{"http://127.0.0.1:3001/oidc"}
 	c.APIResource, c.AdminResource = "https://api.example.com", "https://admin.example.com"
-	c.DecisionKey = "key.pem"
+	c.DecisionKey = filepath.Join(dir, "decision.pem")
+	if err := decision.GenerateKey(c.DecisionKey, filepath.Join(dir, "decision.pub.pem")); err != nil {
+		t.Fatal(err)
+	}
 	return c
 }
 
 func TestConfigValidate(t *testing.T) {
-	good := validConfig()
-	if err := good.Validate(); err != nil {
+	good := validConfig(t)
+	v, err := good.Validate()
+	if err != nil {
 		t.Fatalf("Validate(good) = %v", err)
+	}
+	// What New builds from: the parsed values, the settings' one default each, nothing re-read.
+	if v.signer == nil || v.level != slog.LevelInfo || len(v.trusted) != 2 || v.tokens.ClockSkew != good.ClockSkew ||
+		v.tokens.CacheSize != good.TokenCacheSize || v.tokens.RefreshInterval != good.JWKSRefresh || !slices.Equal(v.tokens.Algorithms, good.Algorithms) {
+		t.Errorf("Validate(good) = %+v, want the parsed settings", v)
 	}
 	bad := Config{
 		Issuers:        []string{"ftp://x", "http://x/oidc?q=1", "http://tenant.logto.app/oidc"},
@@ -40,7 +53,7 @@ func TestConfigValidate(t *testing.T) {
 		MaxBodyBytes:   -1,
 		JWKSRefresh:    time.Second,
 	}
-	err := bad.Validate()
+	_, err = bad.Validate()
 	if err == nil {
 		t.Fatal("Validate(bad) = nil")
 	}
@@ -59,7 +72,7 @@ func TestConfigValidate(t *testing.T) {
 		t.Errorf("Validate reported %d problems, want each of 17 separately:\n%v", len(joined.Unwrap()), err)
 	}
 	none := Config{}
-	err = none.Validate()
+	_, err = none.Validate()
 	for _, want := range []string{"--issuer is required", "--api-resource is required", "--admin-resource is required"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate(zero) = %v, want %q", err, want)
@@ -87,10 +100,15 @@ func TestConfigValidateSettings(t *testing.T) {
 		{"port too large", func(c *Config) { c.HTTPAddr = "127.0.0.1:65536" }, "--http-addr"},
 		{"named port", func(c *Config) { c.HTTPAddr = "127.0.0.1:http" }, "--http-addr"},
 		{"no port", func(c *Config) { c.HTTPAddr = "127.0.0.1" }, "--http-addr"},
+		{"no leeway, no cache", func(c *Config) { c.ClockSkew, c.TokenCacheSize = 0, 0 }, ""},
+		{"most leeway", func(c *Config) { c.ClockSkew = 5 * time.Minute }, ""},
+		{"leeway over the bound", func(c *Config) { c.ClockSkew = 5*time.Minute + time.Second }, "--clock-skew"},
+		{"issuer twice", func(c *Config) { c.Issuers = []string{c.Issuers[0], c.Issuers[0]} }, "listed twice"},
+		{"unreadable key", func(c *Config) { c.DecisionKey += ".missing" }, "decision key:"},
 	} {
-		c := validConfig()
+		c := validConfig(t)
 		tc.change(&c)
-		err := c.Validate()
+		_, err := c.Validate()
 		switch {
 		case tc.wantErr == "" && err != nil:
 			t.Errorf("Validate(%s) = %v, want nil", tc.name, err)
@@ -137,8 +155,8 @@ func TestConfigCheck(t *testing.T) {
 		{"no key, no duplicate", func(c *Config) { c.DecisionKey = "" },
 			[]string{"--decision-key is required"}, []string{"decision key:"}},
 	} {
-		c := validConfig()
-		c.DecisionKey, c.Policies = key, "../policies"
+		c := validConfig(t)
+		c.DecisionKey, c.Policies, c.CheckOffline = key, "../policies", true
 		tc.change(&c)
 		err := c.Check(t.Context())
 		if tc.want == nil {

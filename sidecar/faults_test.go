@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -233,5 +234,33 @@ func TestReflection(t *testing.T) {
 		if !slices.Contains(names, authv3.Authorization_ServiceDesc.ServiceName) {
 			t.Errorf("reflection lists %q, want the ext_authz service", names)
 		}
+	}
+}
+
+// TestIssuerDownOthersDecided: an issuer whose keys never load does not stop the decisions on
+// another issuer's tokens; /readyz stays 200 and says which issuer is wrong and why.
+func TestIssuerDownOthersDecided(t *testing.T) {
+	const down = "http://127.0.0.1:1/oidc"
+	h := newHarness(t, true, func(c *Config) { c.Issuers = append(c.Issuers, down) })
+	tok := h.mint(*org("o1", "org:read"))
+	a := readAnswer(h.check(t, envoyRequest("GET", "/api/organizations/o1", map[string]string{"Authorization": "Bearer " + tok}, "")))
+	if a.status != 200 {
+		t.Fatalf("token of the ready issuer: status %d (%s), want 200", a.status, a.body)
+	}
+	waitFor(t, "a failed fetch of the down issuer", func() bool { return h.srv.tokens.Status()[down] != "no keys loaded yet" })
+	r := h.get(t, "/readyz", nil)
+	var body struct {
+		Keys, Policy bool
+		Issuers      map[string]string
+	}
+	if err := json.Unmarshal([]byte(r.body), &body); err != nil {
+		t.Fatal(err)
+	}
+	if r.StatusCode != 200 || !body.Keys || !body.Policy || body.Issuers[h.logto.Issuer()] != "ok" ||
+		!strings.Contains(body.Issuers[down], "no keys loaded: ") {
+		t.Errorf("/readyz = %d %s, want 200 naming the down issuer's problem", r.StatusCode, r.body)
+	}
+	if !strings.Contains(h.logs.String(), `"msg":"jwks fetch failed","issuer":"`+down+`"`) {
+		t.Errorf("no log line for the down issuer's failed fetch:\n%s", h.logs.String())
 	}
 }

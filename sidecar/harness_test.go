@@ -107,7 +107,12 @@ func newHarnessWith(t testing.TB, wantReady bool, before func(*Server), opts ...
 
 	h := &harness{logto: logto, cfg: cfg, logs: &syncBuffer{}, verifier: verifier}
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := New(ctx, cfg, cfg.NewLogger(h.logs))
+	valid, err := cfg.Validate()
+	if err != nil {
+		cancel()
+		t.Fatalf("Validate: %v", err)
+	}
+	srv, err := New(ctx, valid, valid.NewLogger(h.logs))
 	if err != nil {
 		cancel()
 		t.Fatalf("New: %v", err)

@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -29,7 +30,8 @@ const envoyHeadersToRemove = "x-envoy-auth-headers-to-remove"
 // Handler returns the HTTP handler of the sidecar's HTTP address:
 //
 //	/healthz        200 while the process runs
-//	/readyz         200 when keys and a policy are loaded, else 503
+//	/readyz         200 when keys (of some issuer) and a policy are loaded, else 503; says per issuer
+//	                what is wrong with its keys ("ok" when nothing)
 //	/metrics        Prometheus metrics of this Server
 //	/envoy/…        Envoy's HTTP ext_authz mode: the original method, the original target after /envoy,
 //	                the body when Envoy sends it (with_request_body); only from --trusted-proxy peers
@@ -64,7 +66,15 @@ func (s *Server) Handler() http.Handler {
 			if !keys || !pol {
 				st = http.StatusServiceUnavailable
 			}
-			writeStatus(w, st, map[string]bool{"keys": keys, "policy": pol})
+			issuers := map[string]string{}
+			for iss, problem := range s.tokens.Status() {
+				issuers[iss] = cmp.Or(problem, "ok")
+			}
+			writeStatus(w, st, struct {
+				Keys    bool              `json:"keys"`
+				Policy  bool              `json:"policy"`
+				Issuers map[string]string `json:"issuers"`
+			}{keys, pol, issuers})
 		case "/metrics":
 			metrics.ServeHTTP(w, r)
 		default:
@@ -139,13 +149,16 @@ func (s *Server) envoyRequest(r *http.Request) (*rawRequest, *verdict) {
 		raw.target = "/" + raw.target
 	}
 	if r.Body != nil && r.ContentLength != 0 {
-		body, err := io.ReadAll(io.LimitReader(r.Body, int64(s.cfg.MaxBodyBytes)+1))
-		if err == nil && len(body) <= s.cfg.MaxBodyBytes {
+		// Read as much as a CheckRequest may carry, so both modes bind the same bodies; only the
+		// first --max-body-bytes are parsed for the policy.
+		body, err := io.ReadAll(io.LimitReader(r.Body, maxRecvMsgBytes+1))
+		if err == nil && len(body) <= maxRecvMsgBytes {
 			raw.body = body
 		} else {
 			raw.partial = true
 		}
 	}
+	raw.partial = raw.partial || envoyBodyIncomplete(raw.headers, raw.body)
 	return raw, nil
 }
 

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+
+	"github.com/orgauthz/orgauthz/internal/envoyclient"
 )
 
 // decisionLines returns the decision log lines by decision id.
@@ -89,4 +91,60 @@ func TestDecisionLog(t *testing.T) {
 		t.Errorf("a refused path was logged")
 	}
 	// The cleanup also greps the whole log for every minted token.
+}
+
+// TestDynamicMetadata: every CheckResponse (allow, deny, refusal, 503) carries the string fields
+// Envoy's access log reads as %DYNAMIC_METADATA(envoy.filters.http.ext_authz:…)%: decision_id
+// (the answer's x-orgauthz-decision-id), reason, and route when the policy matched one.
+func TestDynamicMetadata(t *testing.T) {
+	h := newHarness(t, true)
+	c, err := envoyclient.Dial(h.grpcAddr(), envoyclient.Options{WithBody: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	tok := h.mint(*org("o1", "org:read"))
+	notReady := newHarness(t, false, func(c *Config) { c.Issuers = []string{"http://127.0.0.1:1/oidc"} })
+	cn, err := envoyclient.Dial(notReady.grpcAddr(), envoyclient.Options{WithBody: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cn.Close()
+	tests := []struct {
+		name          string
+		c             *envoyclient.Client
+		method, path  string
+		headers       map[string]string
+		reason, route string
+	}{
+		{"allow", c, "GET", "/api/organizations/o1", map[string]string{"Authorization": "Bearer " + tok}, "org_permission", "GET /api/organizations/{orgId}"},
+		{"policy deny", c, "DELETE", "/api/organizations/o1", map[string]string{"Authorization": "Bearer " + tok}, "missing_scope", ""},
+		{"refused request", c, "GET", "/api/organizations/o1/./x", nil, "invalid_path", ""},
+		{"partial body", c, "GET", "/api/organizations/o1", map[string]string{"Authorization": "Bearer " + tok}, reasonBodyTooLarge, ""},
+		{"not ready", cn, "GET", "/api/organizations/o1", map[string]string{"Authorization": "Bearer " + tok}, reasonNotReady, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := envoyRequest(tc.method, tc.path, tc.headers, "")
+			if tc.reason == reasonBodyTooLarge {
+				r = envoyRequest(tc.method, tc.path, tc.headers, "{}")
+				r.ContentLength = 99 // two bytes sent, 99 announced
+			}
+			resp, err := tc.c.Check(t.Context(), r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			meta := resp.GetDynamicMetadata().GetFields()
+			str := func(k string) string { return meta[k].GetStringValue() }
+			if id := readAnswer(resp).headers[headerDecisionID]; id == "" || str("decision_id") != id {
+				t.Errorf("decision_id = %q, want the answer's %q", str("decision_id"), id)
+			}
+			if str("reason") != tc.reason {
+				t.Errorf("reason = %q, want %q", str("reason"), tc.reason)
+			}
+			if _, ok := meta["route"]; str("route") != tc.route || ok != (tc.route != "") {
+				t.Errorf("route = %q (present %v), want %q", str("route"), ok, tc.route)
+			}
+		})
+	}
 }

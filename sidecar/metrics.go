@@ -5,6 +5,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/orgauthz/orgauthz/sidecar/internal/policy"
+	"github.com/orgauthz/orgauthz/sidecar/internal/token"
 )
 
 // metrics are the Server's Prometheus metrics, in a registry of its own so that several Servers
@@ -16,7 +19,8 @@ type metrics struct {
 	headerDropped prometheus.Counter
 }
 
-func newMetrics(s *Server) *metrics {
+// newMetrics reads the verifier's and the policy engine's counters and ready at each scrape.
+func newMetrics(tokens *token.Verifier, pol *policy.Engine, ready func() bool) *metrics {
 	const ns = "orgauthz_sidecar"
 	m := &metrics{
 		registry: prometheus.NewRegistry(),
@@ -50,18 +54,18 @@ func newMetrics(s *Server) *metrics {
 	m.registry.MustRegister(
 		m.decisions, m.latency, m.headerDropped,
 		counter("token_cache_hits_total", "Token verifications answered from the claims cache.",
-			func() uint64 { return s.tokens.Stats().CacheHits }),
+			func() uint64 { return tokens.Stats().CacheHits }),
 		counter("token_cache_misses_total", "Token verifications done in full.",
-			func() uint64 { return s.tokens.Stats().CacheMisses }),
+			func() uint64 { return tokens.Stats().CacheMisses }),
 		counter("jwks_fetches_total", "JWKS fetches started, every issuer.",
-			func() uint64 { return s.tokens.Stats().JWKSFetches }),
+			func() uint64 { return tokens.Stats().JWKSFetches }),
 		counter("jwks_fetch_errors_total", "JWKS fetches that failed or brought no usable key.",
-			func() uint64 { return s.tokens.Stats().JWKSFetchErrors }),
+			func() uint64 { return tokens.Stats().JWKSFetchErrors }),
 		counter("policy_reloads_total", "Policies loaded and installed.",
-			func() uint64 { return s.policy.Stats().Reloads }),
+			func() uint64 { return pol.Stats().Reloads }),
 		counter("policy_reload_failures_total", "Policy loads rejected; the last good policy kept serving.",
-			func() uint64 { return s.policy.Stats().ReloadFailures }),
-		gauge("ready", "1 when signing keys and a policy are loaded.", s.Ready),
+			func() uint64 { return pol.Stats().ReloadFailures }),
+		gauge("ready", "1 when signing keys and a policy are loaded.", ready),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

@@ -10,6 +10,7 @@ import (
 	"io"
 	"mime"
 	"net/url"
+	"strconv"
 	"strings"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -38,7 +39,12 @@ const (
 	reasonInvalidConnection = "invalid_connection_header"
 	reasonInvalidAuth       = "invalid_authorization"
 	reasonMultipleTokens    = "multiple_tokens"
+	reasonBodyTooLarge      = "body_too_large"
 )
+
+// partialBodyHeader is the header Envoy's with_request_body adds to the checked request: "true"
+// when it buffered only part of the body (allow_partial_message), "false" when all of it.
+const partialBodyHeader = "x-envoy-auth-partial-body"
 
 // methodOverrideHeaders would let a client make the app see another method than the policy did.
 var methodOverrideHeaders = []string{"x-http-method-override", "x-http-method", "x-method-override"}
@@ -52,7 +58,7 @@ type rawRequest struct {
 	host       string            // authority
 	headers    map[string]string // lower-case names, repeated headers joined with ","
 	body       []byte            // nil when the proxy sent none
-	partial    bool              // the proxy truncated the body
+	partial    bool              // the proxy sent only part of the body, or which bytes it is is unknown
 	source     string            // peer address, no port
 	extensions map[string]string // Envoy per-route context extensions
 }
@@ -102,13 +108,15 @@ func fromCheckRequest(in *authv3.CheckRequest) *rawRequest {
 		}
 		raw.headers[k] = v
 	}
-	switch {
-	case len(h.GetRawBody()) > 0:
-		raw.body = h.GetRawBody()
-	case h.GetBody() != "":
-		raw.body = []byte(h.GetBody())
+	switch rawBody, body := h.GetRawBody(), h.GetBody(); {
+	case len(rawBody) > 0 && body != "" && string(rawBody) != body:
+		raw.partial = true // two different bodies: which one the upstream gets is unknown
+	case len(rawBody) > 0:
+		raw.body = rawBody
+	case body != "":
+		raw.body = []byte(body)
 	}
-	raw.partial = raw.headers["x-envoy-auth-partial-body"] == "true"
+	raw.partial = raw.partial || envoyBodyIncomplete(raw.headers, raw.body)
 	if raw.target == "" {
 		raw.target = raw.headers[":path"]
 	}
@@ -120,6 +128,26 @@ func fromCheckRequest(in *authv3.CheckRequest) *rawRequest {
 	}
 	raw.id = requestID(raw.headers["x-request-id"])
 	return raw
+}
+
+// envoyBodyIncomplete reports whether the body Envoy sent (nil: none) may not be the whole request
+// body: Envoy says it is partial, or the request's Content-Length disagrees with the bytes sent.
+// No body and no partial-body header is a proxy that does not send bodies (Envoy without
+// with_request_body): not partial, and its allows bind no body.
+func envoyBodyIncomplete(headers map[string]string, body []byte) bool {
+	flag, buffered := headers[partialBodyHeader]
+	if buffered && flag != "false" {
+		return true
+	}
+	if body == nil && !buffered {
+		return false
+	}
+	cl, ok := headers["content-length"]
+	if !ok {
+		return false // chunked or HTTP/2 without a length: what Envoy buffered is all there was
+	}
+	n, err := strconv.ParseUint(cl, 10, 63)
+	return err != nil || n != uint64(len(body))
 }
 
 // requestID returns id when it is a short run of safe characters, else a random id.
@@ -166,6 +194,10 @@ func parseRequest(raw *rawRequest, maxBody int) (*request, *rejection) {
 	if c, ok := raw.headers["connection"]; ok && hidesIdentity(c) {
 		return req, &rejection{400, reasonInvalidConnection}
 	}
+	if raw.partial {
+		// An allow must bind the body the upstream gets, and a part of it is not that body.
+		return req, &rejection{413, reasonBodyTooLarge}
+	}
 
 	req.inputHeaders = make(map[string]string, len(raw.headers))
 	for k, v := range raw.headers {
@@ -184,7 +216,7 @@ func parseRequest(raw *rawRequest, maxBody int) (*request, *rejection) {
 		}
 		req.bearer = tok
 	}
-	if raw.body != nil && !raw.partial && len(raw.body) <= maxBody && isJSON(raw.headers["content-type"]) {
+	if raw.body != nil && len(raw.body) <= maxBody && isJSON(raw.headers["content-type"]) {
 		if v, err := parseJSON(raw.body); err == nil {
 			req.body = v
 		}

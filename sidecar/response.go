@@ -132,10 +132,11 @@ func scopeParam(scopes []string) string {
 
 // messages are the fixed texts of denied answers; nothing from the request is echoed.
 var messages = map[int]string{
-	http.StatusBadRequest:         "the request is malformed or ambiguous",
-	http.StatusUnauthorized:       "a valid Logto access token is required",
-	http.StatusForbidden:          "the request is not allowed",
-	http.StatusServiceUnavailable: "the authorization service cannot decide now; retry later",
+	http.StatusBadRequest:            "the request is malformed or ambiguous",
+	http.StatusUnauthorized:          "a valid Logto access token is required",
+	http.StatusForbidden:             "the request is not allowed",
+	http.StatusRequestEntityTooLarge: "the request body is larger than the authorization service reads",
+	http.StatusServiceUnavailable:    "the authorization service cannot decide now; retry later",
 }
 
 // denyBody is the JSON body of a denied answer: {"code": reason, "message": …}.
@@ -173,7 +174,7 @@ func checkResponse(req *request, id string, v *verdict) *authv3.CheckResponse {
 	switch v.status {
 	case http.StatusUnauthorized:
 		code = codes.Unauthenticated
-	case http.StatusBadRequest:
+	case http.StatusBadRequest, http.StatusRequestEntityTooLarge:
 		code = codes.InvalidArgument
 	case http.StatusServiceUnavailable:
 		code = codes.Unavailable

@@ -52,39 +52,18 @@ type Server struct {
 	beforeEval func()
 }
 
-// New builds a Server from cfg, which it validates. The token key sets start loading and the
+// New builds a Server from a validated configuration. The token key sets start loading and the
 // policy directory is loaded and watched; both follow ctx, which should live as long as the
 // Server. A policy that does not load leaves the Server not ready (every check answers 503)
 // until a good one appears.
-func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Server, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
+func New(ctx context.Context, v *Valid, logger *slog.Logger) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	trusted, _ := parsePrefixes(cfg.TrustedProxies) // Validate checked them
-	signer, err := decision.LoadSigner(cfg.DecisionKey, cfg.DecisionTTL)
-	if err != nil {
-		return nil, fmt.Errorf("sidecar: decision key: %w", err)
-	}
-	cacheSize := cfg.TokenCacheSize
-	if cacheSize == 0 {
-		cacheSize = -1 // token.Config: negative disables, zero means its default
-	}
-	skew := cfg.ClockSkew
-	if skew == 0 {
-		skew = time.Nanosecond // token.Config: zero means its default; this is no leeway
-	}
-	tokens, err := token.New(ctx, token.Config{
-		Issuers:         cfg.Issuers,
-		APIResource:     cfg.APIResource,
-		AdminResource:   cfg.AdminResource,
-		Algorithms:      cfg.Algorithms,
-		ClockSkew:       skew,
-		CacheSize:       cacheSize,
-		RefreshInterval: cfg.JWKSRefresh,
-	})
+	cfg := v.Config
+	tc := v.tokens
+	tc.Logger = logger
+	tokens, err := token.New(ctx, tc)
 	if err != nil {
 		return nil, fmt.Errorf("sidecar: %w", err)
 	}
@@ -93,10 +72,10 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Server, error) 
 		log:     logger,
 		tokens:  tokens,
 		policy:  policy.New(cfg.Policies, policy.Options{}),
-		signer:  signer,
-		trusted: trusted,
+		signer:  v.signer,
+		trusted: v.trusted,
 	}
-	s.metrics = newMetrics(s)
+	s.metrics = newMetrics(s.tokens, s.policy, s.Ready)
 	if err := s.policy.Load(ctx); err != nil {
 		logger.Error("policy not loaded: every check answers 503 until a policy loads", "dir", cfg.Policies, "err", err)
 	} else {
@@ -142,12 +121,10 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Server, error) 
 	return s, nil
 }
 
-// Ready reports whether the Server can decide: keys loaded for every issuer and a policy loaded.
+// Ready reports whether the Server can decide: keys loaded for some issuer and a policy loaded.
+// Issuers are independent: the tokens of an issuer without keys are 503 not_ready, the others'
+// are decided.
 func (s *Server) Ready() bool { return s.tokens.Ready() && s.policy.Ready() }
-
-// GRPCServer returns the gRPC server (ext_authz, health, optional reflection), for callers that
-// serve it on their own listener.
-func (s *Server) GRPCServer() *grpc.Server { return s.grpc }
 
 // Serve listens on the configured addresses and serves until ctx ends, then stops gracefully.
 func (s *Server) Serve(ctx context.Context) error {

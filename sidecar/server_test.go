@@ -126,7 +126,7 @@ func checkDenyShape(t *testing.T, a answer, wantStatus int, wantReason string) {
 	if got := a.headers["content-type"]; got != "application/json" {
 		t.Errorf("deny content-type = %q, want application/json", got)
 	}
-	wantCode := map[int]codes.Code{400: codes.InvalidArgument, 401: codes.Unauthenticated, 403: codes.PermissionDenied, 503: codes.Unavailable}[wantStatus]
+	wantCode := map[int]codes.Code{400: codes.InvalidArgument, 413: codes.InvalidArgument, 401: codes.Unauthenticated, 403: codes.PermissionDenied, 503: codes.Unavailable}[wantStatus]
 	if codes.Code(a.grpc) != wantCode {
 		t.Errorf("deny gRPC status = %v, want %v", codes.Code(a.grpc), wantCode)
 	}

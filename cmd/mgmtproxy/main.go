@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -61,7 +60,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stdout, "mgmtproxy: configuration ok")
 		return nil
 	}
-	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevelValue()}))
+	level, err := confload.ParseLevel(cfg.LogLevel)
+	if err != nil {
+		return confload.InvalidConfig(fmt.Errorf("mgmtproxy: --log-level: %w", err))
+	}
+	logger := confload.NewLogger(stderr, level)
 	p, err := mgmtproxy.New(ctx, settings, logger)
 	if err != nil {
 		return err

@@ -2,7 +2,7 @@
 // checks over HTTP for nginx, Caddy and Traefik. See package sidecar.
 //
 //	sidecar [flags]                                  serve until SIGINT or SIGTERM
-//	sidecar --check [flags]                          validate the configuration, load the key, compile the policies
+//	sidecar --check [flags]                          validate the configuration, load the key, compile the policies, fetch the issuers' keys
 //	sidecar keygen --private key.pem --public pub.pem  write an Ed25519 key pair for signed decisions
 package main
 
@@ -33,8 +33,9 @@ forward_auth, Traefik forwardAuth; X-Forwarded-Method/-Uri honoured only from --
 
 Settings come from flags, ORGAUTHZ_* environment variables and a YAML file (--config), flags
 winning. --issuer must be https, or http to a loopback host (127.0.0.0/8, ::1, localhost).
---check validates the configuration, loads the decision key and compiles the policies, and prints
-"sidecar: configuration ok". Serving starts without a loadable policy: not ready, every check 503,
+--check validates the configuration, loads the decision key, compiles the policies, fetches each
+issuer's discovery document and JWKS once (failing on a 404, another issuer's discovery or no usable
+key; --check-offline skips this) and prints "sidecar: configuration ok". Serving starts without a loadable policy: not ready, every check 503,
 until a good policy appears in --policies.
 
 Exit status: 0 after --check or --help; 2 for an invalid configuration, with every problem on
@@ -60,7 +61,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	cfg := sidecar.Default()
 	res, err := confload.Load(&cfg, confload.Options{Name: "sidecar", Args: args, Getenv: getenv, Output: stderr, About: about,
-		Check: "validate the configuration, load the decision key and compile the policies, then exit"})
+		Check: "validate the configuration, load the decision key, compile the policies and fetch the issuers' discovery and JWKS (see --check-offline), then exit"})
 	if errors.Is(err, flag.ErrHelp) {
 		return err
 	}
@@ -72,12 +73,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stdout, "sidecar: configuration ok")
 		return nil
 	}
-	if err := errors.Join(err, cfg.Validate()); err != nil {
+	valid, verr := cfg.Validate()
+	if err := errors.Join(err, verr); err != nil {
 		return confload.InvalidConfig(err)
 	}
-	// New loads the decision key and the policy itself. A policy that does not load is not a start-up
-	// failure: the sidecar serves, not ready, answering 503 until a good policy appears (DESIGN).
-	s, err := sidecar.New(ctx, cfg, cfg.NewLogger(stderr))
+	// New loads the policy itself. A policy that does not load is not a start-up failure: the
+	// sidecar serves, not ready, answering 503 until a good policy appears (DESIGN).
+	s, err := sidecar.New(ctx, valid, valid.NewLogger(stderr))
 	if err != nil {
 		return confload.InvalidConfig(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/orgauthz/orgauthz/internal/confload"
+	"github.com/orgauthz/orgauthz/internal/fakelogto"
 )
 
 func noEnv(string) string { return "" }
@@ -70,7 +71,7 @@ func TestRunConfig(t *testing.T) {
 		out := append([]string{}, valid...)
 		for i := 0; i < len(args); i++ {
 			if args[i] == "--check" {
-				out = append([]string{"--check"}, out...)
+				out = append([]string{"--check", "--check-offline"}, out...)
 				continue
 			}
 			j := slices.Index(out, args[i])
@@ -91,7 +92,7 @@ func TestRunConfig(t *testing.T) {
 		wantOut    string
 	}{
 		{name: "check ok", args: with("--check"), wantOut: "sidecar: configuration ok\n"},
-		{name: "check ok from env", args: []string{"--check"}, env: map[string]string{"ORGAUTHZ_ISSUER": "https://tenant.logto.app/oidc",
+		{name: "check ok from env", args: []string{"--check"}, env: map[string]string{"ORGAUTHZ_ISSUER": "https://tenant.logto.app/oidc", "ORGAUTHZ_CHECK_OFFLINE": "true",
 			"ORGAUTHZ_API_RESOURCE": "https://api.example.com", "ORGAUTHZ_ADMIN_RESOURCE": "https://admin.example.com",
 			"ORGAUTHZ_DECISION_KEY": key, "ORGAUTHZ_POLICIES": "../../policies"}, wantOut: "sidecar: configuration ok\n"},
 		{name: "check broken policy", args: with("--check", "--policies", broken), wantConfig: true, wantErr: []string{"policy"}},
@@ -240,5 +241,36 @@ func TestServesWithoutPolicy(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("run after its context ended = %v, want nil", err)
+	}
+}
+
+// TestCheckFetchesIssuers: --check fetches each issuer's discovery and JWKS once: fine for the Logto
+// emulator, a failure naming the issuer when nothing answers there; --check-offline skips it.
+func TestCheckFetchesIssuers(t *testing.T) {
+	logto, err := fakelogto.New(fakelogto.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := logto.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { logto.Close() })
+	key := keypair(t)
+	args := func(issuer string, extra ...string) []string {
+		return append([]string{"--check", "--issuer", issuer, "--api-resource", "https://api.example.com",
+			"--admin-resource", "https://admin.example.com", "--decision-key", key, "--policies", "../../policies"}, extra...)
+	}
+	const down = "http://127.0.0.1:1/oidc"
+	none := func(string) string { return "" }
+	var stdout, stderr bytes.Buffer
+	if err := run(t.Context(), args(logto.Issuer()), none, &stdout, &stderr); err != nil {
+		t.Errorf("--check against the emulator = %v", err)
+	}
+	err = run(t.Context(), args(down), none, &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), down) || !strings.Contains(err.Error(), "discovery") {
+		t.Errorf("--check with nothing at the issuer = %v, want a discovery failure naming it", err)
+	}
+	if err := run(t.Context(), args(down, "--check-offline"), none, &stdout, &stderr); err != nil {
+		t.Errorf("--check --check-offline = %v, want nil", err)
 	}
 }

@@ -1,7 +1,10 @@
-// Package token verifies Logto access tokens for the sidecar: signature against the issuer's JWKS through
-// go-oidc with a key set of our own, the time checks go-oidc leaves to us, the header and claim rules of
-// DESIGN.md, and classification into one of the four token kinds. Verified claims are cached by the exact
-// token; the cache never answers an authorization question, the policy does.
+// Package token verifies Logto access tokens for the sidecar: one strict parse of the compact JWS, one
+// key lookup by kid in the issuer's key set (an oidc.KeySet of our own that closes go-oidc's
+// RemoteKeySet gaps, DESIGN step 4), one signature check on the parts already decoded, the time checks
+// with one skew, the header and claim rules of DESIGN.md, and classification into one of the four token
+// kinds. go-oidc's verifier would parse the token twice more (its own parse, then go-jose's in the key
+// set) and check nothing this package does not. Verified claims are cached by the exact token; the
+// cache never answers an authorization question, the policy does.
 package token
 
 import (

@@ -38,10 +38,10 @@ func TestClockSkewEdges(t *testing.T) {
 	k1 := newECKey(t, "k1")
 	srv := newJWKSServer(t, k1)
 	now := testNow.Unix()
-	for _, skew := range []time.Duration{60 * time.Second, time.Second} {
+	for _, skew := range []time.Duration{60 * time.Second, time.Second, 0} {
 		cfg := srv.config()
 		cfg.ClockSkew = skew
-		cfg.CacheSize = -1
+		cfg.CacheSize = 0
 		v := newVerifier(t, cfg, true)
 		s := int64(skew / time.Second)
 		tests := []struct {
@@ -255,7 +255,7 @@ func TestSplitScopes(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	good := Config{Issuers: []string{"https://t.logto.app/oidc"}, APIResource: testAPI, AdminResource: testAdmin}
+	good := Config{Issuers: []string{"https://t.logto.app/oidc"}, APIResource: testAPI, AdminResource: testAdmin}.withSettings()
 	tests := []struct {
 		name    string
 		edit    func(*Config)
@@ -271,7 +271,10 @@ func TestConfigValidate(t *testing.T) {
 		{"HS256", func(c *Config) { c.Algorithms = []string{"HS256"} }, []string{`"HS256" is not supported`}},
 		{"none", func(c *Config) { c.Algorithms = []string{"ES384", "none"} }, []string{`"none" is not supported`}},
 		{"negative durations", func(c *Config) { c.FetchTimeout, c.ClockSkew = -1, -1 }, []string{"fetch timeout is negative", "clock skew is negative"}},
-		{"huge skew", func(c *Config) { c.ClockSkew = time.Hour }, []string{"over 10m"}},
+		{"huge skew", func(c *Config) { c.ClockSkew = time.Hour }, []string{"over 5m0s"}},
+		{"no algorithms", func(c *Config) { c.Algorithms = []string{} }, []string{"no algorithms"}},
+		{"no refresh", func(c *Config) { c.RefreshInterval = 0 }, []string{"refresh interval"}},
+		{"negative cache", func(c *Config) { c.CacheSize = -1 }, []string{"cache size"}},
 		{"every problem at once", func(c *Config) { c.Issuers, c.Algorithms = nil, []string{"HS256"} }, []string{"no issuers", "HS256"}},
 	}
 	for _, tc := range tests {

@@ -3,6 +3,7 @@ package token
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
@@ -10,26 +11,24 @@ import (
 	"time"
 )
 
-// Defaults applied by New to zero Config fields.
+// Defaults applied by New to the zero values of the knobs no flag sets. The settings an operator
+// chooses (algorithms, clock skew, cache size, refresh interval) have no default here: their one
+// default is sidecar.Default, and their zero value means zero.
 const (
-	DefaultClockSkew       = 60 * time.Second
-	DefaultCacheSize       = 100_000
-	DefaultRefreshInterval = 5 * time.Minute
-	DefaultRefreshMinGap   = 10 * time.Second
-	DefaultFetchTimeout    = 5 * time.Second
-	DefaultMaxJWKSBytes    = 1 << 20
-	DefaultMaxKeys         = 100
+	DefaultRefreshMinGap = 10 * time.Second
+	DefaultFetchTimeout  = 5 * time.Second
+	DefaultMaxJWKSBytes  = 1 << 20
+	DefaultMaxKeys       = 100
 
 	// MaxTokenBytes bounds a raw token (DESIGN: at most 8 KiB); longer ones are token_too_large.
 	MaxTokenBytes = 8 << 10
+	// MaxClockSkew bounds ClockSkew: more would let expired tokens live noticeably longer.
+	MaxClockSkew = 5 * time.Minute
 )
 
-// DefaultAlgorithms are Logto's: ES384 for its default P-384 key, RS256 after a rotation to RSA.
-var DefaultAlgorithms = []string{"ES384", "RS256"}
-
-// supportedAlgorithms are the asymmetric JWS algorithms a key set can hold keys for. "none" and the
+// SupportedAlgorithms are the asymmetric JWS algorithms a key set can hold keys for. "none" and the
 // HMAC family are deliberately absent: a public key must never double as a shared secret.
-var supportedAlgorithms = []string{"ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
+var SupportedAlgorithms = []string{"ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
 
 // Config says which tokens a Verifier accepts and how it keeps the issuers' keys.
 type Config struct {
@@ -42,16 +41,15 @@ type Config struct {
 	// AdminResource is the indicator whose permissions only global roles grant (--admin-resource):
 	// tokens with this audience and no organization_id are admin. "" accepts no admin tokens.
 	AdminResource string
-	// Algorithms are the accepted JWS algorithms; default DefaultAlgorithms. Only asymmetric ones
-	// (ES256/384/512, RS256/384/512, PS256/384/512) may be listed.
+	// Algorithms are the accepted JWS algorithms, a non-empty subset of SupportedAlgorithms.
 	Algorithms []string
-	// ClockSkew is the one leeway for exp, nbf and iat; default 60s.
+	// ClockSkew is the one leeway for exp, nbf and iat, 0 to MaxClockSkew.
 	ClockSkew time.Duration
-	// CacheSize bounds the verified-claims LRU; default 100 000 entries. Negative disables the cache.
+	// CacheSize bounds the verified-claims LRU; 0 disables the cache.
 	CacheSize int
 	// JWKSURL maps an issuer to its key set URL; default issuer+"/jwks", where Logto publishes it.
 	JWKSURL func(issuer string) string
-	// RefreshInterval is how often each issuer's key set is refetched; default 5m.
+	// RefreshInterval is how often each issuer's key set is refetched; positive.
 	RefreshInterval time.Duration
 	// RefreshMinGap is the least time between two refetches caused by unknown kids; default 10s.
 	// A flood of tokens with made-up kids therefore costs the issuer at most one fetch per gap.
@@ -67,26 +65,21 @@ type Config struct {
 	HTTPClient *http.Client
 	// Now is the clock for exp, nbf and iat; default time.Now. Key refresh timing uses the real clock.
 	Now func() time.Time
+	// Logger gets the key sets' fetch failures (at most one line per issuer per LogEvery) and
+	// recoveries; default none.
+	Logger *slog.Logger
 }
+
+// LogEvery is the least time between two logged fetch failures of one issuer; the lines between
+// are counted in the next one's "suppressed".
+const LogEvery = time.Minute
 
 // withDefaults returns a copy of c with every zero field set to its default.
 func (c Config) withDefaults() Config {
-	if len(c.Algorithms) == 0 {
-		c.Algorithms = DefaultAlgorithms
-	}
 	c.Issuers = slices.Clone(c.Issuers)
 	c.Algorithms = slices.Clone(c.Algorithms)
-	if c.ClockSkew == 0 {
-		c.ClockSkew = DefaultClockSkew
-	}
-	if c.CacheSize == 0 {
-		c.CacheSize = DefaultCacheSize
-	}
 	if c.JWKSURL == nil {
 		c.JWKSURL = func(issuer string) string { return issuer + "/jwks" }
-	}
-	if c.RefreshInterval == 0 {
-		c.RefreshInterval = DefaultRefreshInterval
 	}
 	if c.RefreshMinGap == 0 {
 		c.RefreshMinGap = DefaultRefreshMinGap
@@ -111,10 +104,13 @@ func (c Config) withDefaults() Config {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
 	return c
 }
 
-// Validate reports every problem with c at once. Zero fields that have defaults are fine.
+// Validate reports every problem with c at once. Zero knobs that have defaults are fine.
 func (c Config) Validate() error {
 	var errs []error
 	if len(c.Issuers) == 0 {
@@ -139,8 +135,11 @@ func (c Config) Validate() error {
 	if c.APIResource != "" && c.APIResource == c.AdminResource {
 		errs = append(errs, errors.New("token: api resource and admin resource must differ"))
 	}
+	if len(c.Algorithms) == 0 {
+		errs = append(errs, errors.New("token: no algorithms accepted"))
+	}
 	for _, alg := range c.Algorithms {
-		if !slices.Contains(supportedAlgorithms, alg) {
+		if !slices.Contains(SupportedAlgorithms, alg) {
 			errs = append(errs, fmt.Errorf("token: algorithm %q is not supported", alg))
 		}
 	}
@@ -148,18 +147,20 @@ func (c Config) Validate() error {
 		name string
 		v    time.Duration
 	}{
-		{"clock skew", c.ClockSkew}, {"refresh interval", c.RefreshInterval},
-		{"refresh min gap", c.RefreshMinGap}, {"fetch timeout", c.FetchTimeout},
+		{"clock skew", c.ClockSkew}, {"refresh min gap", c.RefreshMinGap}, {"fetch timeout", c.FetchTimeout},
 	} {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("token: %s is negative", d.name))
 		}
 	}
-	if c.ClockSkew > 10*time.Minute {
-		errs = append(errs, fmt.Errorf("token: clock skew %v is over 10m", c.ClockSkew))
+	if c.ClockSkew > MaxClockSkew {
+		errs = append(errs, fmt.Errorf("token: clock skew %v is over %v", c.ClockSkew, MaxClockSkew))
 	}
-	if c.MaxJWKSBytes < 0 || c.MaxKeys < 0 {
-		errs = append(errs, errors.New("token: jwks size limits must not be negative"))
+	if c.RefreshInterval <= 0 {
+		errs = append(errs, errors.New("token: refresh interval is not positive"))
+	}
+	if c.CacheSize < 0 || c.MaxJWKSBytes < 0 || c.MaxKeys < 0 {
+		errs = append(errs, errors.New("token: cache size and jwks size limits must not be negative"))
 	}
 	return errors.Join(errs...)
 }

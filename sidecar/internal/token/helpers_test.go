@@ -200,7 +200,28 @@ func (s *jwksServer) config() Config {
 		APIResource:   testAPI,
 		AdminResource: testAdmin,
 		Now:           func() time.Time { return testNow },
+	}.withSettings()
+}
+
+// testAlgorithms are Logto's, sidecar's default.
+var testAlgorithms = []string{"ES384", "RS256"}
+
+// withSettings fills the settings sidecar.Default gives the product (algorithms, skew, cache,
+// refresh) where c leaves them zero.
+func (c Config) withSettings() Config {
+	if c.Algorithms == nil {
+		c.Algorithms = testAlgorithms
 	}
+	if c.ClockSkew == 0 {
+		c.ClockSkew = 60 * time.Second
+	}
+	if c.CacheSize == 0 {
+		c.CacheSize = 100_000
+	}
+	if c.RefreshInterval == 0 {
+		c.RefreshInterval = 5 * time.Minute
+	}
+	return c
 }
 
 // newVerifier starts a Verifier that lives as long as the test and, when wait is set, waits for
@@ -216,11 +237,23 @@ func newVerifier(t testing.TB, cfg Config, wait bool) *Verifier {
 	if wait {
 		wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
 		defer wcancel()
-		if err := v.waitReady(wctx); err != nil {
+		if err := waitReady(wctx, v); err != nil {
 			t.Fatalf("keys never loaded: %v", err)
 		}
 	}
 	return v
+}
+
+// waitReady blocks until every issuer's keys are loaded or ctx ends.
+func waitReady(ctx context.Context, v *Verifier) error {
+	for _, is := range v.issuers {
+		select {
+		case <-is.keys.loaded:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 // reason returns err's Reason, "not_ready" for ErrNotReady, "" for nil, or the error text.

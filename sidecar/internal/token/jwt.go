@@ -50,7 +50,10 @@ type header struct {
 // yet verified.
 type parsed struct {
 	header
-	payload map[string]any
+	payload      map[string]any
+	payloadBytes []byte
+	signingInput string // the first two parts and the dot between them: what was signed
+	signature    []byte
 }
 
 // rejectedHeaders are never honoured: a key or key location named by the token itself is the
@@ -77,7 +80,8 @@ func parse(raw string, algs []string) (*parsed, error) {
 	if err != nil {
 		return nil, fail(ReasonMalformed, "payload: %w", err)
 	}
-	if _, err := decodePart(s64); err != nil {
+	sig, err := decodePart(s64)
+	if err != nil {
 		return nil, fail(ReasonMalformed, "signature: %w", err)
 	}
 	hm, err := decodeObject(hb)
@@ -92,7 +96,7 @@ func parse(raw string, algs []string) (*parsed, error) {
 	if err != nil {
 		return nil, fail(ReasonMalformed, "payload: %w", err)
 	}
-	return &parsed{header: h, payload: pm}, nil
+	return &parsed{header: h, payload: pm, payloadBytes: pb, signingInput: raw[:len(h64)+1+len(p64)], signature: sig}, nil
 }
 
 // decodePart decodes one non-empty part in strict unpadded base64url: no padding, no whitespace,

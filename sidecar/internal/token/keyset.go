@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"math/big"
 	"net/http"
 	"slices"
 	"strings"
@@ -60,6 +62,7 @@ const minRSABits = 2048
 // concurrent callers sharing one fetch), a timer refetches, and a failed or empty fetch keeps the
 // last good keys. It never looks at jku, x5u, jwk or x5c: keys come only from the configured URL.
 type keySet struct {
+	issuer  string
 	url     string
 	cfg     *Config
 	stats   *counters
@@ -72,12 +75,59 @@ type keySet struct {
 	flight      singleflight.Group
 	gapMu       sync.Mutex
 	lastUnknown time.Time // when an unknown kid last caused a fetch (monotonic clock)
+
+	statusMu   sync.Mutex
+	lastErr    error     // the last fetch's failure, nil after a good one
+	lastLogged time.Time // when a failure was last logged
+	suppressed int       // failures not logged since
 }
 
 var _ oidc.KeySet = (*keySet)(nil)
 
-func newKeySet(ctx context.Context, url string, cfg *Config, stats *counters) *keySet {
-	return &keySet{url: url, cfg: cfg, stats: stats, baseCtx: ctx, loaded: make(chan struct{})}
+func newKeySet(ctx context.Context, issuer string, cfg *Config, stats *counters) *keySet {
+	return &keySet{issuer: issuer, url: cfg.JWKSURL(issuer), cfg: cfg, stats: stats, baseCtx: ctx, loaded: make(chan struct{})}
+}
+
+// status says what is wrong with the set: "" when keys are loaded and the last fetch worked.
+func (ks *keySet) status() string {
+	ks.statusMu.Lock()
+	defer ks.statusMu.Unlock()
+	switch {
+	case !ks.ready() && ks.lastErr == nil:
+		return "no keys loaded yet"
+	case !ks.ready():
+		return "no keys loaded: " + ks.lastErr.Error()
+	case ks.lastErr != nil:
+		return "serving the last good keys; last fetch failed: " + ks.lastErr.Error()
+	}
+	return ""
+}
+
+// note records a fetch's outcome and logs it: a failure at most once per LogEvery (the others
+// counted), a recovery always. next is when the set will be fetched again, at the latest.
+func (ks *keySet) note(err error, next time.Duration) {
+	ks.statusMu.Lock()
+	defer ks.statusMu.Unlock()
+	log := ks.cfg.Logger
+	if err == nil {
+		if ks.lastErr != nil {
+			log.Info("jwks fetch recovered", "issuer", ks.issuer, "url", ks.url)
+		}
+		ks.lastErr, ks.suppressed = nil, 0
+		return
+	}
+	ks.lastErr = err
+	if !ks.lastLogged.IsZero() && time.Since(ks.lastLogged) < LogEvery {
+		ks.suppressed++
+		return
+	}
+	level := slog.LevelWarn // the last good keys keep serving
+	if !ks.ready() {
+		level = slog.LevelError // tokens of this issuer are 503
+	}
+	log.Log(ks.baseCtx, level, "jwks fetch failed", "issuer", ks.issuer, "url", ks.url, "err", err.Error(),
+		"keys_loaded", ks.ready(), "next_try", next.String(), "suppressed", ks.suppressed)
+	ks.lastLogged, ks.suppressed = time.Now(), 0
 }
 
 // ready reports whether keys were ever loaded.
@@ -122,7 +172,9 @@ func (ks *keySet) refreshUnknown(ctx context.Context) error {
 		ks.lastUnknown = time.Now()
 		ks.gapMu.Unlock()
 		ks.stats.unknownKIDRefreshes.Add(1)
-		return nil, ks.refresh() // a failure keeps the old keys; the caller sees unknown_key
+		err := ks.refresh() // a failure keeps the old keys; the caller sees unknown_key
+		ks.note(err, ks.cfg.RefreshInterval)
+		return nil, err
 	})
 	select {
 	case <-ch:
@@ -139,9 +191,11 @@ func (ks *keySet) run(ctx context.Context) {
 	backoff := min(time.Second, maxBackoff)
 	for {
 		wait := ks.cfg.RefreshInterval
-		if ks.refresh() != nil && !ks.ready() {
+		err := ks.refresh()
+		if err != nil && !ks.ready() {
 			wait, backoff = backoff, min(2*backoff, maxBackoff)
 		}
+		ks.note(err, wait)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -165,29 +219,39 @@ func (ks *keySet) refresh() error {
 }
 
 func (ks *keySet) fetch() ([]*verifyKey, error) {
-	ctx, cancel := context.WithTimeout(ks.baseCtx, ks.cfg.FetchTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ks.url, nil)
+	body, err := getDocument(ks.baseCtx, ks.cfg, "jwks", ks.url, "application/jwk-set+json, application/json", ks.cfg.MaxJWKSBytes)
 	if err != nil {
-		return nil, fmt.Errorf("token: jwks request: %w", err)
+		return nil, err
 	}
-	req.Header.Set("Accept", "application/jwk-set+json, application/json")
-	resp, err := ks.cfg.HTTPClient.Do(req)
+	return parseKeySet(body, ks.cfg.Algorithms, ks.cfg.MaxKeys)
+}
+
+// getDocument GETs url within FetchTimeout and returns its 200 body of at most max bytes; what
+// names the document in errors.
+func getDocument(ctx context.Context, cfg *Config, what, url, accept string, max int64) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, cfg.FetchTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return nil, fmt.Errorf("token: fetch jwks: %w", err)
+		return nil, fmt.Errorf("token: %s request: %w", what, err)
+	}
+	req.Header.Set("Accept", accept)
+	resp, err := cfg.HTTPClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("token: fetch %s: %w", what, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("token: fetch jwks: status %d", resp.StatusCode)
+		return nil, fmt.Errorf("token: fetch %s: status %d", what, resp.StatusCode)
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, ks.cfg.MaxJWKSBytes+1))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, max+1))
 	if err != nil {
-		return nil, fmt.Errorf("token: read jwks: %w", err)
+		return nil, fmt.Errorf("token: read %s: %w", what, err)
 	}
-	if int64(len(body)) > ks.cfg.MaxJWKSBytes {
-		return nil, fmt.Errorf("token: jwks over %d bytes", ks.cfg.MaxJWKSBytes)
+	if int64(len(body)) > max {
+		return nil, fmt.Errorf("token: %s over %d bytes", what, max)
 	}
-	return parseKeySet(body, ks.cfg.Algorithms, ks.cfg.MaxKeys)
+	return body, nil
 }
 
 // parseKeySet returns the usable keys of a JWKS document. Malformed or unusable keys are skipped
@@ -270,39 +334,66 @@ func sameKey(a, b crypto.PublicKey) bool {
 	return ok && e.Equal(b)
 }
 
-// sigOutcome records, for one Verify call, the key that checked the signature in VerifySignature.
-type sigOutcome struct{ key *verifyKey }
-
-type outcomeKey struct{}
-
-// VerifySignature implements oidc.KeySet: it checks the compact JWS with the key its kid names,
-// provided the header's alg fits that key.
-func (ks *keySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error) {
-	algs := make([]jose.SignatureAlgorithm, len(ks.cfg.Algorithms))
-	for i, a := range ks.cfg.Algorithms {
-		algs[i] = jose.SignatureAlgorithm(a)
-	}
-	jws, err := jose.ParseSignedCompact(jwt, algs)
-	if err != nil {
-		return nil, fmt.Errorf("token: parse jws: %w", err)
-	}
-	if len(jws.Signatures) != 1 {
-		return nil, errors.New("token: jws must have exactly one signature")
-	}
-	h := jws.Signatures[0].Protected
-	k, err := ks.key(ctx, h.KeyID)
+// verified looks up the key p's kid names (refetching, rate-limited, when it is unknown) and checks
+// p's signature with it: the one key lookup and the one signature check of a token.
+func (ks *keySet) verified(ctx context.Context, p *parsed) (*verifyKey, error) {
+	k, err := ks.key(ctx, p.Kid)
 	if err != nil {
 		return nil, err
 	}
-	if !k.allows(h.Algorithm) {
-		return nil, errors.New("token: alg does not fit the key")
+	if !k.allows(p.Alg) {
+		return nil, fail(ReasonAlgorithm, "alg %s does not fit key %.40q", p.Alg, k.kid)
 	}
-	payload, err := jws.Verify(k.pub)
+	if !k.verify(p.Alg, p.signingInput, p.signature) {
+		return nil, fail(ReasonSignature, "signature does not verify with key %.40q", k.kid)
+	}
+	return k, nil
+}
+
+// jwsHashes are the digests of the supported algorithms (RFC 7518 section 3).
+var jwsHashes = map[string]crypto.Hash{
+	"ES256": crypto.SHA256, "ES384": crypto.SHA384, "ES512": crypto.SHA512,
+	"RS256": crypto.SHA256, "RS384": crypto.SHA384, "RS512": crypto.SHA512,
+	"PS256": crypto.SHA256, "PS384": crypto.SHA384, "PS512": crypto.SHA512,
+}
+
+// verify checks a JWS signature over signingInput with k, for an alg that k.allows: ECDSA as the
+// fixed-length R||S of RFC 7518 3.4, RSASSA-PKCS1-v1_5, or RSASSA-PSS with a salt as long as the hash.
+func (k *verifyKey) verify(alg, signingInput string, sig []byte) bool {
+	h, ok := jwsHashes[alg]
+	if !ok {
+		return false
+	}
+	d := h.New()
+	d.Write([]byte(signingInput))
+	digest := d.Sum(nil)
+	switch pub := k.pub.(type) {
+	case *ecdsa.PublicKey:
+		n := (pub.Curve.Params().BitSize + 7) / 8
+		if len(sig) != 2*n {
+			return false
+		}
+		r, s := new(big.Int).SetBytes(sig[:n]), new(big.Int).SetBytes(sig[n:])
+		return ecdsa.Verify(pub, digest, r, s)
+	case *rsa.PublicKey:
+		if strings.HasPrefix(alg, "PS") {
+			return rsa.VerifyPSS(pub, h, digest, sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash}) == nil
+		}
+		return rsa.VerifyPKCS1v15(pub, h, digest, sig) == nil
+	}
+	return false
+}
+
+// VerifySignature implements oidc.KeySet for go-oidc's verifier: it parses jwt as this package
+// does (so only access tokens, typ at+jwt, with an accepted alg), checks its signature with the
+// key its kid names and returns the payload.
+func (ks *keySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error) {
+	p, err := parse(jwt, ks.cfg.Algorithms)
 	if err != nil {
-		return nil, fmt.Errorf("token: %w", err)
+		return nil, err
 	}
-	if out, ok := ctx.Value(outcomeKey{}).(*sigOutcome); ok {
-		out.key = k
+	if _, err := ks.verified(ctx, p); err != nil {
+		return nil, err
 	}
-	return payload, nil
+	return p.payloadBytes, nil
 }

@@ -48,7 +48,7 @@ func TestNotReadyUntilKeysLoad(t *testing.T) {
 	close(release)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := v.waitReady(ctx); err != nil {
+	if err := waitReady(ctx, v); err != nil {
 		t.Fatalf("keys never loaded: %v", err)
 	}
 	if !v.Ready() {
@@ -72,7 +72,7 @@ func TestNotReadyRetriesAfterFailure(t *testing.T) {
 	srv.setKeys(t, k1)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := v.waitReady(ctx); err != nil {
+	if err := waitReady(ctx, v); err != nil {
 		t.Fatalf("keys never loaded after the issuer came back: %v", err)
 	}
 	if got := verifyReason(t, v, k1.sign(t, claimsFor(srv.issuer(), nil))); got != "" {
@@ -199,7 +199,7 @@ func TestBadKeySetKeepsKeys(t *testing.T) {
 	cfg := srv.config()
 	cfg.RefreshMinGap = time.Nanosecond
 	cfg.FetchTimeout = 500 * time.Millisecond
-	cfg.CacheSize = -1 // every Verify looks its key up
+	cfg.CacheSize = 0 // every Verify looks its key up
 	v := newVerifier(t, cfg, true)
 	tok1, tok2 := k1.sign(t, claimsFor(srv.issuer(), nil)), k2.sign(t, claimsFor(srv.issuer(), nil))
 
@@ -324,7 +324,7 @@ func TestParseKeySet(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			doc := `{"keys":[` + strings.Join(tc.keys, ",") + `]}`
-			keys, err := parseKeySet([]byte(doc), DefaultAlgorithms, DefaultMaxKeys)
+			keys, err := parseKeySet([]byte(doc), testAlgorithms, DefaultMaxKeys)
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("parseKeySet error = %v, want error %v", err, tc.wantErr)
 			}
@@ -340,7 +340,7 @@ func TestParseKeySet(t *testing.T) {
 			}
 		})
 	}
-	if _, err := parseKeySet([]byte(`{"keys":`), DefaultAlgorithms, DefaultMaxKeys); err == nil {
+	if _, err := parseKeySet([]byte(`{"keys":`), testAlgorithms, DefaultMaxKeys); err == nil {
 		t.Errorf("parseKeySet(truncated JSON) succeeded")
 	}
 }

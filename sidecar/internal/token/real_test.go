@@ -70,7 +70,7 @@ func newRealVerifier(t testing.TB, now func() time.Time) *Verifier {
 		AdminResource: testAdmin,
 		JWKSURL:       func(string) string { return srv.URL + "/oidc/jwks" },
 		Now:           now,
-	}, true)
+	}.withSettings(), true)
 }
 
 type realTest struct {

@@ -38,10 +38,11 @@ func run(ctx context.Context) error {
 	if _, err := confload.Load(&cfg, confload.Options{Name: "sidecar", Args: os.Args[1:], Getenv: os.Getenv, Output: os.Stderr}); err != nil {
 		return err
 	}
-	if err := cfg.Validate(); err != nil {
+	valid, err := cfg.Validate()
+	if err != nil {
 		return err
 	}
-	s, err := sidecar.New(ctx, cfg, cfg.NewLogger(os.Stderr))
+	s, err := sidecar.New(ctx, valid, valid.NewLogger(os.Stderr))
 	if err != nil {
 		return err
 	}
