@@ -89,7 +89,7 @@ func TestWatch(t *testing.T) {
 		{
 			what:    "changing data",
 			write:   "orgauthz/data.json",
-			content: `{"routes": {"GET": "/api/users"}}`,
+			content: routesJSON("/api/users"),
 			want:    usersDecision,
 		},
 		{
