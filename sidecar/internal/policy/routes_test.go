@@ -2,9 +2,11 @@ package policy
 
 import (
 	"encoding/json"
+	"flag"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -12,23 +14,19 @@ import (
 	"github.com/open-policy-agent/opa/v1/rego"
 )
 
-// The route tables the differential tests run on: the shipped one and the
-// generated 500-row one of tests/bench.
-const (
-	defaultPolicies = "../../../policies"
-	routes500       = "../../../tests/bench/testdata/routes500.json"
-)
+// routes500 is the generated 500-row route table of tests/bench.
+const routes500 = "../../../tests/bench/testdata/routes500.json"
 
 // policyWithRoutes is the shipped policy directory, its data.json replaced
 // by dataFile when that is not "".
 func policyWithRoutes(t testing.TB, dataFile string) string {
 	t.Helper()
 	dir := t.TempDir()
-	err := filepath.WalkDir(defaultPolicies, func(p string, d os.DirEntry, err error) error {
+	err := filepath.WalkDir(policiesDir, func(p string, d os.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		rel, _ := filepath.Rel(defaultPolicies, p)
+		rel, _ := filepath.Rel(policiesDir, p)
 		if dataFile != "" && filepath.Base(p) == "data.json" {
 			p = dataFile
 		}
@@ -207,4 +205,72 @@ func routeRows(t testing.TB, dir string) []tableRow {
 		t.Fatalf("%s: no routes", dir)
 	}
 	return doc.Routes
+}
+
+var corpusSize = flag.Int("corpus", 3000, "inputs of TestDecisionPathsAgree (100000 for the full corpus)")
+
+// TestDecisionPathsAgree: the decision with the route matched in Go equals
+// the decision with the route matched in Rego (the old path), over a
+// generated corpus of requests, tokens and bodies on the shipped table.
+// `go test -run DecisionPathsAgree -corpus 100000` runs the full corpus.
+func TestDecisionPathsAgree(t *testing.T) {
+	dir := policyWithRoutes(t, "")
+	newPath, oldPath := New(dir, Options{}), New(dir, Options{RegoRoutes: true})
+	for _, e := range []*Engine{newPath, oldPath} {
+		if err := e.Load(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows := routeRows(t, dir)
+	rng := rand.New(rand.NewPCG(3, 4))
+	pick := func(xs []string) string { return xs[rng.IntN(len(xs))] }
+	kinds := []string{"organization", "organization_api", "global_api", "admin", "other"}
+	scopes := []string{"org:create", "org:read", "org:update", "org:delete", "member:read", "member:add",
+		"member:remove", "member:role", "member:role:admin", "admin:org:read", "admin:org:write", "ORG:READ"}
+	ids := []string{"o1", "o2", "u1", "u2", "r1"}
+	bodies := []string{`null`, `{}`, `{"name": "n"}`, `{"name": "n", "tenant": "x"}`, `[1]`, `"s"`,
+		`{"organizationRoleNames": ["member"]}`, `{"organizationRoleNames": ["admin"]}`, `{"organizationRoleNames": "member"}`}
+	stats := map[string]int{}
+	for n := range *corpusSize {
+		row := rows[rng.IntN(len(rows))]
+		misses := nearMisses(rng, row.Path)
+		segments := misses[0]
+		if rng.IntN(4) == 0 {
+			segments = misses[rng.IntN(len(misses))]
+		}
+		for i, part := range strings.Split(row.Path[1:], "/") {
+			if isPlaceholder(part) && i < len(segments) && segments[i] != part && rng.IntN(2) == 0 {
+				segments[i] = pick(ids) // ids that may equal the caller or its organization
+			}
+		}
+		method := row.Method
+		if rng.IntN(8) == 0 {
+			method = pick(methods)
+		}
+		var tok ast.Value
+		if rng.IntN(20) != 0 {
+			var held []string
+			for range rng.IntN(4) {
+				held = append(held, pick(scopes))
+			}
+			kind, org := pick(kinds), pick(ids)
+			tok = token(kind, "aud", org, strings.Join(held, " "))
+			tok.(ast.Object).Insert(ast.StringTerm("subject"), ast.StringTerm(pick(ids)))
+			tok.(ast.Object).Insert(ast.StringTerm("is_app"), ast.BooleanTerm(rng.IntN(4) == 0))
+		}
+		input := testInput(method, "/"+strings.Join(segments, "/"), tok)
+		body := ast.MustParseTerm(pick(bodies))
+		input.(ast.Object).Get(keyRequest).Value.(ast.Object).Insert(ast.StringTerm("body"), body)
+
+		got, gotErr := newPath.Eval(t.Context(), input.(ast.Object).Copy())
+		want, wantErr := oldPath.Eval(t.Context(), input)
+		if !reflect.DeepEqual(got, want) || (gotErr == nil) != (wantErr == nil) {
+			t.Fatalf("input %d %v:\nGo route:   %+v, %v\nRego route: %+v, %v", n, input, got, gotErr, want, wantErr)
+		}
+		stats[want.Reason]++
+	}
+	t.Logf("%d inputs, decisions by reason: %v", *corpusSize, stats)
+	if len(stats) < 10 {
+		t.Errorf("the corpus reached only %d reasons, want at least 10: %v", len(stats), stats)
+	}
 }
