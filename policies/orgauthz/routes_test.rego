@@ -143,3 +143,31 @@ test_segments_not_an_array if {
 		decision.reason == "no_route"
 	}
 }
+
+# The sidecar matches in Go and passes input.request.route; the policy then
+# reads the row and parameters from it instead of matching again.
+
+_decide_routed(method, path, route, token) := decision if {
+	input_value := json.patch(_input(method, path, null, token), [{"op": "add", "path": "/request/route", "value": route}])
+	decision := orgauthz.decision with input as input_value
+		with data.orgauthz.routes as _routes
+}
+
+test_sidecar_route_used if {
+	# Row 2 is GET /api/organizations/{orgId}; the parameters come from the sidecar.
+	_decide_routed("GET", "/api/organizations/o1", {"index": 2, "params": {"orgId": "o1"}}, _org("o1", ["org:read"])) == {
+		"allow": true, "reason": "org_permission", "route": "GET /api/organizations/{orgId}", "headers": {},
+	}
+}
+
+test_sidecar_route_params_checked if {
+	route := {"index": 2, "params": {"orgId": "o2"}}
+	decision := _decide_routed("GET", "/api/organizations/o1", route, _org("o1", ["org:read"]))
+	decision == {"allow": false, "status": 403, "reason": "wrong_organization"}
+}
+
+test_sidecar_no_route if {
+	# null: the sidecar found no row; the policy does not match again.
+	decision := _decide_routed("GET", "/api/organizations/o1", null, _org("o1", ["org:read"]))
+	decision == {"allow": false, "status": 403, "reason": "no_route"}
+}
