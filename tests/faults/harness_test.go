@@ -5,6 +5,7 @@ package faults
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -279,6 +281,52 @@ func (s *sidecar) check(t *testing.T, method, path, token string) int {
 		return int(resp.GetDeniedResponse().GetStatus().GetCode())
 	}
 	return envoyclient.DefaultStatusOnError
+}
+
+// expect is a check and the status it must get.
+type expect struct {
+	path, token string
+	want        int
+}
+
+// load is the outcome of checks sent round robin by 8 clients.
+type load struct {
+	right, refused, wrong atomic.Int64 // refused: 503, the sidecar could not or would not answer
+	firstWrong            atomic.Value
+}
+
+// hammer sends cases round robin from 8 clients until stop is closed, the sidecar has exited,
+// or waitLimit passes, and counts the outcomes.
+func (s *sidecar) hammer(t *testing.T, cases []expect, stop <-chan struct{}) *load {
+	t.Helper()
+	l := &load{}
+	deadline := time.Now().Add(waitLimit)
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := w; time.Now().Before(deadline); i++ {
+				select {
+				case <-stop:
+					return
+				case <-s.done:
+					return
+				default:
+				}
+				c := cases[i%len(cases)]
+				switch got := s.check(t, "GET", c.path, c.token); got {
+				case c.want:
+					l.right.Add(1)
+				case http.StatusServiceUnavailable:
+					l.refused.Add(1)
+				default:
+					l.wrong.Add(1)
+					l.firstWrong.CompareAndSwap(nil, fmt.Sprintf("GET %s = %d, want %d", c.path, got, c.want))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return l
 }
 
 // acmePath is the organization alice's token may read.

@@ -3,10 +3,8 @@
 package faults
 
 import (
-	"fmt"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -70,49 +68,23 @@ func TestSIGTERMUnderLoadNoWrongAnswer(t *testing.T) {
 	tn := newTenant(t)
 	s := startSidecar(t, tn, true)
 	tok := tn.aliceOrg(t)
-	cases := []struct {
-		path, token string
-		want        int
-	}{{acmePath, tok, 200}, {"/api/organizations/other0000001", tok, 403}, {acmePath, "", 401}}
-	var answered, refused, wrong atomic.Int64
-	var firstWrong atomic.Value
-	var wg sync.WaitGroup
-	deadline := time.Now().Add(waitLimit)
-	for w := range 8 {
-		wg.Go(func() {
-			for i := w; time.Now().Before(deadline); i++ {
-				c := cases[i%len(cases)]
-				got := s.check(t, "GET", c.path, c.token)
-				switch {
-				case got == c.want:
-					answered.Add(1)
-				case got == http.StatusServiceUnavailable:
-					refused.Add(1)
-					select {
-					case <-s.done:
-						return
-					default:
-					}
-				default:
-					wrong.Add(1)
-					firstWrong.CompareAndSwap(nil, fmt.Sprintf("GET %s = %d, want %d", c.path, got, c.want))
-				}
-			}
-		})
-	}
-	time.Sleep(2 * time.Second)
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	wg.Wait()
-	if n := wrong.Load(); n > 0 {
-		t.Errorf("%d wrong answers around SIGTERM; first: %v", n, firstWrong.Load())
+	cases := []expect{{acmePath, tok, 200}, {"/api/organizations/other0000001", tok, 403}, {acmePath, "", 401}}
+	go func() {
+		time.Sleep(2 * time.Second)
+		s.cmd.Process.Signal(syscall.SIGTERM)
+	}()
+	l := s.hammer(t, cases, nil)
+	<-s.done
+	if n := l.wrong.Load(); n > 0 {
+		t.Errorf("%d wrong answers around SIGTERM; first: %v", n, l.firstWrong.Load())
 	}
 	if s.err != nil {
 		t.Errorf("sidecar exit after SIGTERM: %v, want status 0", s.err)
 	}
-	if answered.Load() < 10 {
-		t.Errorf("only %d checks answered before SIGTERM", answered.Load())
+	if l.right.Load() < 10 {
+		t.Errorf("only %d checks answered before SIGTERM", l.right.Load())
 	}
-	t.Logf("%d answered right, %d refused (sidecar gone: Envoy answers 503), 0 wrong", answered.Load(), refused.Load())
+	t.Logf("%d answered right, %d refused (sidecar gone: Envoy answers 503), %d wrong", l.right.Load(), l.refused.Load(), l.wrong.Load())
 }
 
 // SIGTERM while mgmtproxy waits on Logto for requests it already accepted: they complete with

@@ -159,32 +159,10 @@ func TestPolicyChurnUnderLoad(t *testing.T) {
 	tn := newTenant(t)
 	s := startSidecar(t, tn, true)
 	tok := tn.aliceOrg(t)
-	cases := []struct {
-		path, token string
-		want        int
-	}{{acmePath, tok, 200}, {"/api/organizations/other0000001", tok, 403}, {acmePath, "", 401}, {acmePath + "/users", tok, 200}}
+	cases := []expect{{acmePath, tok, 200}, {"/api/organizations/other0000001", tok, 403}, {acmePath, "", 401}, {acmePath + "/users", tok, 200}}
 	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var checks, wrong atomic.Int64
-	var firstWrong atomic.Value
-	for w := range 8 {
-		wg.Go(func() {
-			for i := w; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				c := cases[i%len(cases)]
-				got := s.check(t, "GET", c.path, c.token)
-				checks.Add(1)
-				if got != c.want {
-					wrong.Add(1)
-					firstWrong.CompareAndSwap(nil, fmt.Sprintf("GET %s = %d, want %d", c.path, got, c.want))
-				}
-			}
-		})
-	}
+	result := make(chan *load)
+	go func() { result <- s.hammer(t, cases, stop) }()
 	dir := filepath.Join(s.policies, "orgauthz")
 	churn := filepath.Join(dir, "churn.rego")
 	versions := []string{
@@ -192,7 +170,7 @@ func TestPolicyChurnUnderLoad(t *testing.T) {
 		"package orgauthz\n\ndecision := {", // syntax error
 		"package orgauthz\n\n_churn := 2\n",
 		"", // empty module
-		"package orgauthz\n\ndecision := {\"allow\": true}\n", // conflicts with the real decision: rejected
+		"package orgauthz\n\n_churn := y\n", // unsafe variable: does not compile
 	}
 	deadline := time.Now().Add(8 * time.Second)
 	for i := 0; time.Now().Before(deadline); i++ {
@@ -212,12 +190,37 @@ func TestPolicyChurnUnderLoad(t *testing.T) {
 	}
 	os.Remove(churn)
 	close(stop)
-	wg.Wait()
-	if n := wrong.Load(); n > 0 {
-		t.Errorf("%d of %d checks during policy churn got another answer; first: %v", n, checks.Load(), firstWrong.Load())
+	l := <-result
+	checks := l.right.Load() + l.refused.Load() + l.wrong.Load()
+	if n := l.refused.Load() + l.wrong.Load(); n > 0 {
+		t.Errorf("%d of %d checks during policy churn got another answer (%d of them 503); first other than 503: %v", n, checks, l.refused.Load(), l.firstWrong.Load())
 	}
-	if checks.Load() < 100 {
-		t.Errorf("only %d checks ran during the churn", checks.Load())
+	if checks < 100 {
+		t.Errorf("only %d checks ran during the churn", checks)
 	}
-	t.Logf("%d checks during 8 s of policy churn", checks.Load())
+	t.Logf("%d checks during 8 s of policy churn", checks)
+}
+
+// A policy that compiles but conflicts at evaluation (a second decision) is taken on reload, and
+// then every check is 503: denied, never allowed, until the policy is fixed.
+func TestConflictingPolicyFailsClosed(t *testing.T) {
+	tn := newTenant(t)
+	s := startSidecar(t, tn, true)
+	tok := tn.aliceOrg(t)
+	other := "/api/organizations/other0000001"
+	churn := filepath.Join(s.policies, "orgauthz", "churn.rego")
+	if err := os.WriteFile(churn, []byte("package orgauthz\n\ndecision := {\"allow\": true}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the conflicting policy taken", func() bool { return s.check(t, "GET", acmePath, tok) == http.StatusServiceUnavailable })
+	for _, c := range []expect{{acmePath, tok, 503}, {other, tok, 503}, {acmePath, "", 503}} {
+		if got := s.check(t, "GET", c.path, c.token); got != c.want {
+			t.Errorf("GET %s under a conflicting policy = %d, want %d", c.path, got, c.want)
+		}
+	}
+	os.Remove(churn)
+	eventually(t, "the fixed policy taken", func() bool { return s.check(t, "GET", acmePath, tok) == http.StatusOK })
+	if got := s.check(t, "GET", other, tok); got != http.StatusForbidden {
+		t.Errorf("GET %s after the fix = %d, want 403", other, got)
+	}
 }
