@@ -169,7 +169,7 @@ func TestPolicyChurnUnderLoad(t *testing.T) {
 		"package orgauthz\n\n_churn := 1\n",
 		"package orgauthz\n\ndecision := {", // syntax error
 		"package orgauthz\n\n_churn := 2\n",
-		"", // empty module
+		"",                                  // empty module
 		"package orgauthz\n\n_churn := y\n", // unsafe variable: does not compile
 	}
 	deadline := time.Now().Add(8 * time.Second)
