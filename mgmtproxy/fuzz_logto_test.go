@@ -109,6 +109,13 @@ type fuzzProxy struct {
 
 func newFuzzProxy(tb testing.TB, logto *scriptedLogto) *fuzzProxy {
 	tb.Helper()
+	return fuzzSetup(tb, logto)(tb)
+}
+
+// fuzzSetup writes the key and secret files once and returns a function that starts a fresh
+// Proxy with them: a fuzz target that needs a new Proxy per input pays only for New.
+func fuzzSetup(tb testing.TB, logto *scriptedLogto) func(testing.TB) *fuzzProxy {
+	tb.Helper()
 	dir := tb.TempDir()
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -132,13 +139,16 @@ func newFuzzProxy(tb testing.TB, logto *scriptedLogto) *fuzzProxy {
 	cfg.DecisionPublicKeys = []string{pubPath}
 	cfg.BulkRate = "100000/1s"
 	cfg.UpstreamTimeout = 5 * time.Second
-	ctx, cancel := context.WithCancel(context.Background())
-	p, err := mgmtproxy.New(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		cancel()
-		tb.Fatal(err)
+	signer := decision.NewSigner(priv, 10*time.Second)
+	return func(tb testing.TB) *fuzzProxy {
+		ctx, cancel := context.WithCancel(context.Background())
+		p, err := mgmtproxy.New(ctx, cfg, slog.New(slog.DiscardHandler))
+		if err != nil {
+			cancel()
+			tb.Fatal(err)
+		}
+		return &fuzzProxy{logto: logto, proxy: p, signer: signer, cancel: cancel}
 	}
-	return &fuzzProxy{logto: logto, proxy: p, signer: decision.NewSigner(priv, 10*time.Second), cancel: cancel}
 }
 
 // call sends method path with body and a fresh decision for c, as the front proxy delivers it.
@@ -226,9 +236,10 @@ func FuzzTokenResponse(f *testing.F) {
 	f.Add(uint16(200), "application/json", `{"access_token":"`+fuzzM2M+`","expires_in":-5,"token_type":"Bearer"}`)
 	f.Add(uint16(200), "application/json", `{"access_token":"a b\r\nX-Injected: 1","expires_in":3600,"token_type":"Bearer"}`)
 	op := fuzzOps()[0]
+	fresh := fuzzSetup(f, logto)
 	f.Fuzz(func(t *testing.T, status uint16, contentType, body string) {
 		logto.set(&answer{200 + int(status)%400, contentType, "", body}, &answer{200, "application/json", "", `{"id":"` + fuzzOrg + `"}`})
-		p := newFuzzProxy(t, logto)
+		p := fresh(t)
 		defer p.cancel()
 		rec := p.call(t, op.claims, op.path, "", "")
 
