@@ -180,6 +180,19 @@ func (p *proc) stop(grace time.Duration) error {
 	return p.err
 }
 
+// wantCleanExit waits for the process to exit after SIGTERM and wants status 0.
+func (p *proc) wantCleanExit(t *testing.T) {
+	t.Helper()
+	select {
+	case <-p.done:
+		if p.err != nil {
+			t.Errorf("%s exit after SIGTERM: %v, want status 0", p.name, p.err)
+		}
+	case <-time.After(waitLimit):
+		t.Fatalf("%s still running %v after SIGTERM", p.name, waitLimit)
+	}
+}
+
 // waitStatus polls url until it answers want.
 func waitStatus(t *testing.T, p *proc, url string, want int) {
 	t.Helper()

@@ -49,14 +49,7 @@ func TestSIGTERMDrainsChecks(t *testing.T) {
 			t.Errorf("in-flight check %d at SIGTERM = %d, want 200 (drained, and the new key is valid)", i, st)
 		}
 	}
-	select {
-	case <-s.done:
-		if s.err != nil {
-			t.Errorf("sidecar exit after SIGTERM: %v, want status 0", s.err)
-		}
-	case <-time.After(waitLimit):
-		t.Fatal("sidecar still running a minute after SIGTERM")
-	}
+	s.wantCleanExit(t)
 	if got := s.check(t, "GET", acmePath, fresh); got != http.StatusServiceUnavailable {
 		t.Errorf("check after the sidecar exited = %d, want Envoy's status_on_error 503", got)
 	}
@@ -74,12 +67,9 @@ func TestSIGTERMUnderLoadNoWrongAnswer(t *testing.T) {
 		s.cmd.Process.Signal(syscall.SIGTERM)
 	}()
 	l := s.hammer(t, cases, nil)
-	<-s.done
+	s.wantCleanExit(t)
 	if n := l.wrong.Load(); n > 0 {
 		t.Errorf("%d wrong answers around SIGTERM; first: %v", n, l.firstWrong.Load())
-	}
-	if s.err != nil {
-		t.Errorf("sidecar exit after SIGTERM: %v, want status 0", s.err)
 	}
 	if l.right.Load() < 10 {
 		t.Errorf("only %d checks answered before SIGTERM", l.right.Load())
@@ -113,12 +103,5 @@ func TestSIGTERMDrainsMgmtproxy(t *testing.T) {
 			t.Errorf("request %d in flight at SIGTERM = %d %q, want 200 (drained)", i, st, bodies[i])
 		}
 	}
-	select {
-	case <-m.done:
-		if m.err != nil {
-			t.Errorf("mgmtproxy exit after SIGTERM: %v, want status 0", m.err)
-		}
-	case <-time.After(waitLimit):
-		t.Fatal("mgmtproxy still running a minute after SIGTERM")
-	}
+	m.wantCleanExit(t)
 }
