@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/orgauthz/orgauthz/decision"
 	"github.com/orgauthz/orgauthz/mgmtproxy"
 )
@@ -388,6 +390,9 @@ func FuzzRequestBody(f *testing.F) {
 	f.Add(uint8(5), "text/plain", `ids=o1`)
 	f.Add(uint8(3), "application/json", `{"name":"\ud800","x":`+strings.Repeat("[", 1000)+strings.Repeat("]", 1000)+`}`)
 	f.Fuzz(func(t *testing.T, opIndex uint8, contentType, body string) {
+		if !httpguts.ValidHeaderFieldValue(contentType) {
+			return // no HTTP server (nor Envoy) lets such a header through to mgmtproxy
+		}
 		op := withBody[int(opIndex)%len(withBody)]
 		logto.set(nil, &answer{201, "application/json", "", `{"id":"` + fuzzOrg + `","name":"n"}`})
 		c := op.claims
