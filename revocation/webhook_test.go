@@ -2,9 +2,6 @@ package revocation
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -213,11 +210,7 @@ func TestRemovedMemberLosesAccess(t *testing.T) {
 	}
 }
 
-func sign(key, body []byte) string {
-	m := hmac.New(sha256.New, key)
-	m.Write(body)
-	return hex.EncodeToString(m.Sum(nil))
-}
+func sign(key, body []byte) string { return Sign(key, body) }
 
 func TestWebhookRefusals(t *testing.T) {
 	secret := realSecret(t)
