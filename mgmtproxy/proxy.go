@@ -44,7 +44,7 @@ const (
 type Proxy struct {
 	cfg      Config
 	log      *slog.Logger
-	base     *url.URL // Logto's base URL
+	base     *url.URL                          // Logto's base URL
 	verifier atomic.Pointer[decision.Verifier] // replaced when the key files change (reload.go)
 	tokens   *tokenSource
 	upstream http.RoundTripper // M2M bearer, 401 refetch, 403 auth.forbidden, metrics
@@ -74,14 +74,14 @@ func New(ctx context.Context, s *Settings, logger *slog.Logger) (*Proxy, error) 
 	}
 	cfg := s.cfg
 	p := &Proxy{
-		cfg:      cfg,
-		log:      logger,
-		base:     s.base,
-		notify:   s.notify,
-		proxies:  map[*operation]*httputil.ReverseProxy{},
-		limiter:  rate.NewLimiter(s.bulkLimit, min(s.bulkBurst, cfg.BulkConcurrency)),
-		metrics:  newMetrics(),
-		fields:   s.memberFields,
+		cfg:     cfg,
+		log:     logger,
+		base:    s.base,
+		notify:  s.notify,
+		proxies: map[*operation]*httputil.ReverseProxy{},
+		limiter: rate.NewLimiter(s.bulkLimit, min(s.bulkBurst, cfg.BulkConcurrency)),
+		metrics: newMetrics(),
+		fields:  s.memberFields,
 	}
 
 	transport := http.DefaultTransport.(*http.Transport).Clone()

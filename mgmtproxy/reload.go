@@ -159,4 +159,3 @@ func sameKeys(a, b []string) bool {
 	slices.Sort(b)
 	return slices.Equal(a, b)
 }
-
