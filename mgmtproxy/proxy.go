@@ -146,7 +146,7 @@ func New(ctx context.Context, s *Settings, logger *slog.Logger) (*Proxy, error) 
 		p.mux.Handle("GET /metrics", p.metricsH)
 	}
 	p.reloads = reloader{p: p, keyPaths: cfg.DecisionPublicKeys, secretPath: cfg.M2MAppSecretFile, secret: s.secret, interval: reloadInterval}
-	go p.reloads.run(ctx)
+	p.reloads.start(ctx)
 	return p, nil
 }
 

@@ -75,12 +75,14 @@ type reloader struct {
 	interval   time.Duration
 }
 
-func (rl *reloader) run(ctx context.Context) {
+// start watches the files' directories (before it returns: a change right after New is seen) and
+// rereads the files on every change and every interval until ctx ends.
+func (rl *reloader) start(ctx context.Context) {
 	var events <-chan fsnotify.Event
-	if w, err := fsnotify.NewWatcher(); err != nil {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
 		rl.p.log.Warn("cannot watch the key and secret files; rereading them periodically", "every", rl.interval, "err", err)
 	} else {
-		defer w.Close()
 		dirs := map[string]bool{}
 		for _, p := range append(slices.Clone(rl.keyPaths), rl.secretPath) {
 			if p == "" {
@@ -102,6 +104,13 @@ func (rl *reloader) run(ctx context.Context) {
 			for range w.Errors {
 			}
 		}()
+	}
+	go rl.run(ctx, w, events)
+}
+
+func (rl *reloader) run(ctx context.Context, w *fsnotify.Watcher, events <-chan fsnotify.Event) {
+	if w != nil {
+		defer w.Close()
 	}
 	tick := time.NewTicker(rl.interval)
 	defer tick.Stop()
