@@ -2,7 +2,6 @@ package revocation
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -97,15 +96,7 @@ func TestRevokedEventHostile(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := memoryStore(t)
-			w := post(WebhookHandler(secret, func() time.Time { return now }, s), tc.body, Sign(secret, tc.body))
-			var body struct{ Code string }
-			json.Unmarshal(w.Body.Bytes(), &body)
-			if w.Code != tc.status || body.Code != tc.code {
-				t.Errorf("POST = %d %q, want %d %q", w.Code, body.Code, tc.status, tc.code)
-			}
-			if n := s.Status().Watermarks; n != 0 {
-				t.Errorf("a refused event left %d watermarks", n)
-			}
+			wantRefused(t, post(WebhookHandler(secret, func() time.Time { return now }, s), tc.body, Sign(secret, tc.body)), s, tc.status, tc.code)
 		})
 	}
 	// A notBefore field is ignored: the watermark is at createdAt.
