@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -59,6 +60,8 @@ type Proxy struct {
 	notify   *revocation.Notifier // nil without --revocation-notify
 	auditLog *decisionlog.Logger  // nil for --decision-log off
 	reloads  reloader
+	closing  sync.Once
+	closeErr error
 }
 
 // New builds a Proxy from the settings Config.Validate returned. ctx is the process lifetime: token
@@ -150,9 +153,10 @@ func New(ctx context.Context, s *Settings, logger *slog.Logger) (*Proxy, error) 
 	return p, nil
 }
 
-// Close flushes the audit stream and closes the revocation store. Serve calls it when it returns.
+// Close flushes the audit stream and closes the revocation store, once. Serve calls it when it returns.
 func (p *Proxy) Close() error {
-	return errors.Join(p.auditLog.Close(), p.store.Close())
+	p.closing.Do(func() { p.closeErr = errors.Join(p.auditLog.Close(), p.store.Close()) })
+	return p.closeErr
 }
 
 // serveReady answers 200 when a usable M2M token is cached or can be fetched now, else 503 with the

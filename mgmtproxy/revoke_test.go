@@ -77,6 +77,10 @@ func TestRemovalRevokesBeforeAnswering(t *testing.T) {
 	if store.Revoked(e.org, bob, time.Now().Unix()+2, decision.KindOrganization) {
 		t.Error("a token issued after the removal is revoked")
 	}
+	audit, _ := os.ReadFile(e.auditPath)
+	if strings.Contains(e.logs.String()+string(audit), string(secret)) {
+		t.Error("the webhook signing key is in the log or the audit stream")
+	}
 }
 
 // A sidecar that cannot be told does not keep the client from its answer (the change happened): it is
@@ -128,6 +132,18 @@ func TestBulkDeleteRevokesWhatWasDeleted(t *testing.T) {
 	for org, want := range map[string]bool{e.org: true, other: true, "nosuchorg1": false} {
 		if got := e.proxy.store.Revoked(org, "u1", old, decision.KindOrganization); got != want {
 			t.Errorf("tokens of %s revoked = %v, want %v", org, got, want)
+		}
+	}
+	recs := readAudit(t, e)
+	if len(recs) != 1 || recs[0].Changes == nil || len(recs[0].Changes.Items) != 3 || len(recs[0].Calls) != 3 {
+		t.Fatalf("bulk audit = %+v", recs)
+	}
+	for i, want := range []struct {
+		id     string
+		status int
+	}{{e.org, 204}, {"nosuchorg1", 404}, {other, 204}} {
+		if it := recs[0].Changes.Items[i]; it.ID != want.id || it.Status != want.status || (want.status == 404) != (it.Error != "") {
+			t.Errorf("item %d = %+v, want %s %d", i, it, want.id, want.status)
 		}
 	}
 }
@@ -215,4 +231,3 @@ func TestAuditRecords(t *testing.T) {
 		t.Errorf("refusal record = %+v", r)
 	}
 }
-
