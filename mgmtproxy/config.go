@@ -56,10 +56,10 @@ type Config struct {
 	// Default admin.
 	CreatorRoles []string `flag:"creator-role" usage:"organization role given to the creator of an organization (repeatable)"`
 
-	// DecisionPublicKeys are PKIX Ed25519 PEM files, or directories of *.pub and *.pem such files; a
+	// DecisionPublicKeys are PKIX Ed25519 PEM files, or directories of such *.pub files; a
 	// decision signed by any of them is accepted. They are reread when they change (rotation: add the
 	// new key, switch the sidecar's key, remove the old). At least one is required.
-	DecisionPublicKeys []string `flag:"decision-public-key" usage:"PEM file of a public key the sidecar signs decisions with, or a directory of *.pub/*.pem files; reread when changed (repeatable)"`
+	DecisionPublicKeys []string `flag:"decision-public-key" usage:"PEM file of a public key the sidecar signs decisions with, or a directory of *.pub files; reread when changed (repeatable)"`
 
 	// BulkRate paces the bulk endpoints' calls to Logto, as "<requests>/<duration>". Default 150/10s,
 	// under Logto Cloud's limit of about 200 requests per 10 s per tenant.

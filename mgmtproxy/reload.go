@@ -22,8 +22,8 @@ const reloadInterval = 10 * time.Second
 const maxPublicKeys = 16
 
 // publicKeyFiles expands the --decision-public-key paths: a file is itself, a directory is every
-// *.pub and *.pem file in it (not hidden ones: Kubernetes keeps its ..data there), so keys can be added
-// and removed while mgmtproxy runs.
+// *.pub file in it (not hidden ones: Kubernetes keeps its ..data there), so keys can be added and
+// removed while mgmtproxy runs.
 func publicKeyFiles(paths []string) ([]string, error) {
 	var files []string
 	for _, p := range paths {
@@ -42,12 +42,12 @@ func publicKeyFiles(paths []string) ([]string, error) {
 		n := len(files)
 		for _, e := range entries {
 			name := e.Name()
-			if !strings.HasPrefix(name, ".") && (strings.HasSuffix(name, ".pub") || strings.HasSuffix(name, ".pem")) {
+			if !strings.HasPrefix(name, ".") && strings.HasSuffix(name, ".pub") {
 				files = append(files, filepath.Join(p, name))
 			}
 		}
 		if len(files) == n {
-			return nil, fmt.Errorf("decision public key directory %s holds no *.pub or *.pem file", p)
+			return nil, fmt.Errorf("decision public key directory %s holds no *.pub file", p)
 		}
 	}
 	if len(files) > maxPublicKeys {

@@ -37,7 +37,7 @@ that takes power away, mgmtproxy records its revocation watermarks there, and wi
 /logto/webhooks, before it answers. The Redis password comes from --redis-password-file or
 ORGAUTHZ_REDIS_PASSWORD, never the URL. The audit stream (--decision-log) has one JSON record per
 request on stdout, separate from these log lines on stderr. The --decision-public-key files (or
-directories of *.pub/*.pem files) and the M2M secret file are reread when they change.
+directories of *.pub files) and the M2M secret file are reread when they change.
 
 Exit status: 0 after --check or --help; 2 for an invalid configuration, with every problem on
 stderr; 1 when serving fails, e.g. a listen address already in use.`
