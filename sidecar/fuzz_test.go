@@ -58,7 +58,7 @@ func FuzzParseRequest(f *testing.F) {
 
 // FuzzParseJSON: what parseJSON accepts is valid JSON and means what encoding/json reads.
 func FuzzParseJSON(f *testing.F) {
-	for _, s := range []string{`{"a":[1,2.5e3,"x",null,true]}`, `{"a":1,"a":2}`, `[[[]]]`, `"\ud800"`, `1 2`, `{"a":{"b":{}}}`} {
+	for _, s := range []string{`{"a":[1,2.5e3,"x",null,true]}`, `{"a":1,"a":2}`, `[[[]]]`, `"\ud800"`, `1 2`, `{"a":{"b":{}}}`, `1E70000`, `{"n":-1e400}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
