@@ -7,7 +7,7 @@ OPA     := $(GO) tool opa
 # Packages whose concurrency is worth the race detector's cost on a 2-core CI machine.
 RACE_PKGS := ./sidecar/internal/token/ ./decision/ ./mgmtproxy/ ./internal/confload/
 
-.PHONY: help build run test test-go test-race test-rego e2e lint bench caddy image clean
+.PHONY: help build run test test-go test-race test-rego e2e soak lint bench caddy image clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -32,8 +32,11 @@ test-rego: ## opa test over policies/, then coverage with a 90 % floor
 	$(OPA) test policies
 	@set -o pipefail; $(OPA) test --coverage --threshold 90 policies | grep -o '"coverage": [0-9.]*' | tail -n 1 | sed 's/"coverage"/policy coverage (%, floor 90)/'
 
-e2e: bin/caddy ## end-to-end: real binaries behind the Envoy-faithful client and Caddy (nginx/Envoy when installed)
-	$(GO) test -tags e2e -count=1 -timeout 20m ./tests/e2e/
+e2e: bin/caddy ## end-to-end: real binaries behind the Envoy-faithful client and Caddy (nginx/Envoy when installed), the fault suite and a 20 s soak
+	$(GO) test -tags e2e -count=1 -timeout 30m ./tests/e2e/ ./tests/faults/ ./tests/soak/
+
+soak: ## the 10-minute soak of RELIABILITY.md (SOAK_FLAGS=-duration 1m for a shorter one)
+	$(GO) run ./tests/soak $(SOAK_FLAGS)
 
 lint: ## gofmt, go vet, staticcheck, opa fmt and opa check --strict
 	@out=$$(gofmt -l .) || exit 1; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
