@@ -47,34 +47,42 @@ var (
 // buildInput makes the policy input for req and the verified claims (nil without a token)
 // directly as an OPA value.
 func buildInput(req *request, claims *token.Claims) (ast.Value, error) {
+	n := 4 + len(req.segments) + 2*len(req.inputHeaders) + 2*len(req.extensions) + 2*len(req.query)
+	for _, vs := range req.query {
+		n += len(vs)
+	}
+	if claims != nil {
+		n += 9 + len(claims.Scopes)
+	}
+	terms := make(termSlab, 0, n)
 	segments := make([]*ast.Term, len(req.segments))
 	for i, s := range req.segments {
-		segments[i] = ast.StringTerm(s)
+		segments[i] = terms.str(s)
 	}
-	query := ast.NewObject()
+	query := make([][2]*ast.Term, 0, len(req.query))
 	for k, vs := range req.query {
-		terms := make([]*ast.Term, len(vs))
+		values := make([]*ast.Term, len(vs))
 		for i, v := range vs {
-			terms[i] = ast.StringTerm(v)
+			values[i] = terms.str(v)
 		}
-		query.Insert(ast.StringTerm(k), ast.ArrayTerm(terms...))
+		query = append(query, ast.Item(terms.str(k), ast.ArrayTerm(values...)))
 	}
 	body := ast.NullTerm()
 	if req.body != nil {
 		body = ast.NewTerm(req.body)
 	}
 	request := ast.NewObject(
-		ast.Item(keyMethod, ast.StringTerm(req.method)),
-		ast.Item(keyPath, ast.StringTerm(req.path)),
+		ast.Item(keyMethod, terms.str(req.method)),
+		ast.Item(keyPath, terms.str(req.path)),
 		ast.Item(keySegments, ast.ArrayTerm(segments...)),
-		ast.Item(keyQuery, ast.NewTerm(query)),
-		ast.Item(keyHost, ast.StringTerm(req.host)),
-		ast.Item(keyHeaders, ast.NewTerm(stringMap(req.inputHeaders))),
+		ast.Item(keyQuery, ast.ObjectTerm(query...)),
+		ast.Item(keyHost, terms.str(req.host)),
+		ast.Item(keyHeaders, terms.stringMap(req.inputHeaders)),
 		ast.Item(keyBody, body),
 	)
 	tok := ast.NullTerm()
 	if claims != nil {
-		t, err := tokenValue(claims)
+		t, err := tokenValue(claims, &terms)
 		if err != nil {
 			return nil, err
 		}
@@ -83,22 +91,44 @@ func buildInput(req *request, claims *token.Claims) (ast.Value, error) {
 	return ast.NewObject(
 		ast.Item(keyRequest, ast.NewTerm(request)),
 		ast.Item(keyToken, tok),
-		ast.Item(keySource, ast.ObjectTerm(ast.Item(keyAddress, ast.StringTerm(req.source)))),
-		ast.Item(keyContextExtensions, ast.NewTerm(stringMap(req.extensions))),
+		ast.Item(keySource, ast.ObjectTerm(ast.Item(keyAddress, terms.str(req.source)))),
+		ast.Item(keyContextExtensions, terms.stringMap(req.extensions)),
 	), nil
+}
+
+// termSlab hands out an input's string terms from one allocation instead of one each (an
+// input has a few dozen). Past its capacity it allocates them one by one: a term, once handed
+// out, never moves.
+type termSlab []ast.Term
+
+func (s *termSlab) str(v string) *ast.Term {
+	if len(*s) == cap(*s) {
+		return ast.StringTerm(v)
+	}
+	*s = append(*s, ast.Term{Value: ast.String(v)})
+	return &(*s)[len(*s)-1]
+}
+
+// stringMap is m as an object, sized once.
+func (s *termSlab) stringMap(m map[string]string) *ast.Term {
+	items := make([][2]*ast.Term, 0, len(m))
+	for k, v := range m {
+		items = append(items, ast.Item(s.str(k), s.str(v)))
+	}
+	return ast.ObjectTerm(items...)
 }
 
 // tokenValue is input.token: the verified facts and every verified claim. The claims object is
 // built from the typed fields; only claims that are not Logto's (rare) go through reflection.
-func tokenValue(c *token.Claims) (ast.Value, error) {
+func tokenValue(c *token.Claims, terms *termSlab) (ast.Value, error) {
 	scopes := make([]*ast.Term, len(c.Scopes))
 	for i, s := range c.Scopes {
-		scopes[i] = ast.StringTerm(s)
+		scopes[i] = terms.str(s)
 	}
-	sub, clientID, aud := ast.StringTerm(c.Subject), ast.StringTerm(c.ClientID), ast.StringTerm(c.Audience)
+	sub, clientID, aud := terms.str(c.Subject), terms.str(c.ClientID), terms.str(c.Audience)
 	iat, exp := ast.IntNumberTerm(int(c.IssuedAt)), ast.IntNumberTerm(int(c.ExpiresAt))
 	claims := ast.NewObject(
-		ast.Item(keyClaimIss, ast.StringTerm(c.Issuer)),
+		ast.Item(keyClaimIss, terms.str(c.Issuer)),
 		ast.Item(keyClaimSub, sub),
 		ast.Item(keyClaimAud, aud),
 		ast.Item(keyClientID, clientID),
@@ -106,16 +136,16 @@ func tokenValue(c *token.Claims) (ast.Value, error) {
 		ast.Item(keyClaimExp, exp),
 	)
 	if c.JTI != "" {
-		claims.Insert(keyClaimJTI, ast.StringTerm(c.JTI))
+		claims.Insert(keyClaimJTI, terms.str(c.JTI))
 	}
 	if c.NotBefore != 0 {
 		claims.Insert(keyClaimNbf, ast.IntNumberTerm(int(c.NotBefore)))
 	}
 	if c.HasScope {
-		claims.Insert(keyClaimScope, ast.StringTerm(c.Scope))
+		claims.Insert(keyClaimScope, terms.str(c.Scope))
 	}
 	if c.Kind == token.OrganizationAPI { // the only kind whose token carries organization_id
-		claims.Insert(keyOrganizationID, ast.StringTerm(c.OrganizationID))
+		claims.Insert(keyOrganizationID, terms.str(c.OrganizationID))
 	}
 	if c.Extra != nil {
 		extra, err := ast.InterfaceToValue(c.Extra)
@@ -126,7 +156,7 @@ func tokenValue(c *token.Claims) (ast.Value, error) {
 		extra.(ast.Object).Foreach(claims.Insert)
 	}
 	obj := ast.NewObject(
-		ast.Item(keyKind, ast.StringTerm(string(c.Kind))),
+		ast.Item(keyKind, terms.str(string(c.Kind))),
 		ast.Item(keySubject, sub),
 		ast.Item(keyClientID, clientID),
 		ast.Item(keyIsApp, ast.BooleanTerm(c.IsApp)),
@@ -137,15 +167,7 @@ func tokenValue(c *token.Claims) (ast.Value, error) {
 		ast.Item(keyClaims, ast.NewTerm(claims)),
 	)
 	if c.OrganizationID != "" {
-		obj.Insert(keyOrganizationID, ast.StringTerm(c.OrganizationID))
+		obj.Insert(keyOrganizationID, terms.str(c.OrganizationID))
 	}
 	return obj, nil
-}
-
-func stringMap(m map[string]string) ast.Object {
-	obj := ast.NewObject()
-	for k, v := range m {
-		obj.Insert(ast.StringTerm(k), ast.StringTerm(v))
-	}
-	return obj
 }

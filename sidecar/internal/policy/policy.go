@@ -21,8 +21,10 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/loader"
+	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	"github.com/open-policy-agent/opa/v1/topdown"
 )
 
 // DefaultQuery is the document the sidecar asks for.
@@ -270,7 +272,13 @@ func (e *Engine) Eval(ctx context.Context, input ast.Value) (d Decision, err err
 	if p.routes != nil {
 		p.routes.withRoute(input)
 	}
-	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(input), rego.EvalTime(e.now()))
+	// OPA would start a goroutine per evaluation to watch ctx; an AfterFunc
+	// cancels the same way without one. Metrics nobody reads are not kept.
+	cancel := topdown.NewCancel()
+	stop := context.AfterFunc(ctx, cancel.Cancel)
+	defer stop()
+	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(input), rego.EvalTime(e.now()),
+		rego.EvalExternalCancel(cancel), rego.EvalMetrics(metrics.NoOp()))
 	if err != nil {
 		return Decision{}, fmt.Errorf("policy: eval: %w", err)
 	}

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"context"
 	"errors"
 	"maps"
 	"os"
@@ -309,5 +310,26 @@ func TestLoadMissingDir(t *testing.T) {
 	e := New(filepath.Join(t.TempDir(), "missing"), Options{})
 	if err := e.Load(t.Context()); err == nil {
 		t.Fatal("Load(missing dir) = nil, want an error")
+	}
+}
+
+// A check whose client has gone (or whose deadline passed) stops its
+// evaluation instead of running a slow policy to the end, and fails closed.
+func TestEvalStopsWhenContextEnds(t *testing.T) {
+	e, _ := newEngine(t, map[string]string{"decision.rego": `package orgauthz
+
+decision := {"allow": true, "reason": "ok", "route": "GET /x", "headers": {}} if {
+	count([x | some x in numbers.range(1, 100000000)]) > 0
+}
+`}, Options{})
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	d, err := e.Eval(ctx, parseInput(t, `{"request": {"method": "GET", "segments": ["x"]}}`))
+	if err == nil || !strings.Contains(err.Error(), "cancel") {
+		t.Fatalf("Eval() = %+v, %v; want a cancellation error", d, err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("Eval() took %s after its context ended", took)
 	}
 }
