@@ -259,8 +259,9 @@ func TestRevocationWebhooks(t *testing.T) {
 	})
 }
 
-// TestRevocationThroughMgmtproxy: a member's organization roles replaced through the chain emit no
-// Logto webhook; mgmtproxy's own revocation refuses the member's older token before it answers.
+// TestRevocationThroughMgmtproxy: a member's organization roles replaced through the chain (by an
+// admin token) emit no Logto webhook; mgmtproxy's own revocation refuses the member's older token
+// before it answers.
 func TestRevocationThroughMgmtproxy(t *testing.T) {
 	h := newHarness(t, chain.NoFront, "")
 	if !h.chain.MgmtproxyRevokes {
@@ -270,9 +271,9 @@ func TestRevocationThroughMgmtproxy(t *testing.T) {
 	acme, bob := h.acme(), h.user("bob")
 	bobOld := h.orgToken(t, bob, acme)
 	wantAllowed(t, "bob before", c, bobOld, acme)
-	got := h.call(t, "PUT", "/api/organizations/"+acme+"/users/"+bob+"/roles", h.aliceOrg(t),
+	got := h.call(t, "PUT", "/api/organizations/"+acme+"/users/"+bob+"/roles", h.carolAdmin(t),
 		map[string]any{"organizationRoleIds": []string{h.chain.Seed.OrgRoles["member"]}})
-	wantStatus(t, "alice replaces bob's roles", got, http.StatusNoContent)
+	wantStatus(t, "carol (admin) replaces bob's roles", got, http.StatusNoContent)
 	// No polling: mgmtproxy told the sidecar before it answered.
 	wantRevokedWithin(t, "bob's token issued before his roles changed", c, bobOld, acme, 0)
 	nextSecond()
@@ -387,9 +388,9 @@ func TestRevocationRedisReplicas(t *testing.T) {
 	if h.chain.MgmtproxyRevokes {
 		// mgmtproxy's own change (no webhook): written to Redis before it answers.
 		aliceOld := h.orgToken(t, alice, acme)
-		got := h.call(t, "PUT", "/api/organizations/"+acme+"/users/"+alice+"/roles", h.aliceOrg(t),
+		got := h.call(t, "PUT", "/api/organizations/"+acme+"/users/"+alice+"/roles", h.carolAdmin(t),
 			map[string]any{"organizationRoleIds": []string{h.chain.Seed.OrgRoles["admin"]}})
-		wantStatus(t, "alice replaces her own roles", got, http.StatusNoContent)
+		wantStatus(t, "carol (admin) replaces alice's roles", got, http.StatusNoContent)
 		wantRevokedWithin(t, "sidecar 2 after mgmtproxy's change", c2, aliceOld, acme, time.Second)
 		nextSecond()
 	} else {
