@@ -2,10 +2,12 @@ package sidecar
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -196,6 +198,69 @@ func TestRevocationConfig(t *testing.T) {
 			}
 			if err != nil || rc.storeURL != tt.wantURL {
 				t.Errorf("got %q, %v; want %q", rc.storeURL, err, tt.wantURL)
+			}
+		})
+	}
+}
+
+// revocationBenchCases are the stores the revocation benchmarks compare: none (what a sidecar
+// without revocations does: one load and compare) and 30,000 watermarks of every shape that miss
+// the token, so each lookup does all three map lookups.
+var revocationBenchCases = []struct {
+	name string
+	n    int
+}{{"none", 0}, {"30k-watermarks", 10_000}}
+
+func fillWatermarks(b *testing.B, srv *Server, n int) {
+	if n == 0 {
+		return
+	}
+	nb := time.Now().Unix()
+	ws := []revocation.Watermark{{Kinds: revocation.AllKinds, NotBefore: 1}} // tenant-wide, older than any token
+	for i := range n {
+		org, user := fmt.Sprintf("org%07d", i), fmt.Sprintf("user%07d", i)
+		ws = append(ws, revocation.Watermark{Org: org, Kinds: revocation.OrgKinds, NotBefore: nb},
+			revocation.Watermark{User: user, Kinds: revocation.AllKinds, NotBefore: nb},
+			revocation.Watermark{Org: "o1", User: user, Kinds: revocation.OrgKinds, NotBefore: nb})
+	}
+	if err := srv.revoc.Revoke(context.Background(), ws...); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkCheckRevocation is BenchmarkCheck without and with watermarks: compare the two (ns/op
+// ratio); nothing is asserted.
+func BenchmarkCheckRevocation(b *testing.B) {
+	for _, bc := range revocationBenchCases {
+		b.Run(bc.name, func(b *testing.B) {
+			srv, in := allowedCheck(b)
+			fillWatermarks(b, srv, bc.n)
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				if resp, _ := srv.Check(ctx, in); resp.GetStatus().GetCode() != 0 {
+					b.Fatal("denied")
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkRevokedLookup is the revocation step alone, the whole difference between the two
+// cases of BenchmarkCheckRevocation, which a shared machine's noise can hide.
+func BenchmarkRevokedLookup(b *testing.B) {
+	for _, bc := range revocationBenchCases {
+		b.Run(bc.name, func(b *testing.B) {
+			srv, _ := allowedCheck(b)
+			fillWatermarks(b, srv, bc.n)
+			c := benchClaims()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				if srv.revoked(c) {
+					b.Fatal("revoked")
+				}
 			}
 		})
 	}
