@@ -128,6 +128,54 @@ func TestRevokedTokenRefusedEverywhere(t *testing.T) {
 	}
 }
 
+// TestWebhookHostile: the endpoint any peer may reach refuses what is not one signed delivery, and a
+// refused delivery adds no watermark.
+func TestWebhookHostile(t *testing.T) {
+	h := newHarness(t, true, withWebhooks(t))
+	post := func(body []byte, sig string) int {
+		req, _ := http.NewRequest(http.MethodPost, h.httpURL+revocation.WebhookPath, bytes.NewReader(body))
+		if sig != "" {
+			req.Header.Set(revocation.SignatureHeader, sig)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	sign := func(body []byte) string {
+		mac := hmac.New(sha256.New, []byte(webhookSecret))
+		mac.Write(body)
+		return hex.EncodeToString(mac.Sum(nil))
+	}
+	huge := bytes.Repeat([]byte("a"), 256<<10)
+	tests := []struct {
+		name string
+		body []byte
+		sig  string
+		want int
+	}{
+		{"unsigned", []byte(`{"event":"Organization.Deleted"}`), "", 401},
+		{"signature of another body", []byte(`{"event":"Organization.Deleted"}`), sign([]byte(`{}`)), 401},
+		{"256 KiB body", huge, sign(huge), 413},
+		{"signed garbage", []byte("\xff\x00not json"), sign([]byte("\xff\x00not json")), 400},
+		{"signed, stale", []byte(`{"event":"Organization.Deleted","createdAt":"2020-01-01T00:00:00Z","params":{"id":"o1"}}`),
+			sign([]byte(`{"event":"Organization.Deleted","createdAt":"2020-01-01T00:00:00Z","params":{"id":"o1"}}`)), 400},
+	}
+	for _, tt := range tests {
+		if got := post(tt.body, tt.sig); got != tt.want {
+			t.Errorf("%s: %d, want %d", tt.name, got, tt.want)
+		}
+	}
+	if r := h.get(t, revocation.WebhookPath, nil); r.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("GET: %d, want 405", r.StatusCode)
+	}
+	if n := h.srv.revoc.Status().Watermarks; n != 0 {
+		t.Errorf("%d watermarks after refused deliveries, want 0", n)
+	}
+}
+
 // TestWebhooksOffWithoutKey: without --logto-webhook-secret-file nobody can add watermarks over HTTP.
 func TestWebhooksOffWithoutKey(t *testing.T) {
 	h := newHarness(t, true)
