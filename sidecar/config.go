@@ -92,6 +92,12 @@ type Config struct {
 	JWKSRefresh time.Duration `flag:"jwks-refresh" usage:"how often the issuers' JWKS are refetched"`
 	// CheckOffline makes --check skip fetching each issuer's discovery document and key set.
 	CheckOffline bool `flag:"check-offline" usage:"with --check: do not fetch the issuers' discovery and JWKS"`
+
+	// Revocation (revocation.go): where the "not before" watermarks live, and Logto's webhook key.
+	RevocationStore        string `flag:"revocation-store" usage:"revocation watermarks: memory (this process), or redis://host:port/db shared with every replica and mgmtproxy (password from --redis-password-file or ORGAUTHZ_REDIS_PASSWORD)"`
+	RedisPasswordFile      string `flag:"redis-password-file" usage:"file holding the password of the --revocation-store Redis"`
+	RedisPassword          string `flag:"-" env:"ORGAUTHZ_REDIS_PASSWORD" usage:"the --revocation-store Redis password (instead of --redis-password-file)"`
+	LogtoWebhookSecretFile string `flag:"logto-webhook-secret-file" usage:"file holding the Logto webhook signing key; enables POST /logto/webhooks on --http-addr (and mgmtproxy's --revocation-notify)"`
 }
 
 // Default returns the Config with every default filled in.
@@ -108,6 +114,8 @@ func Default() Config {
 		TrustedProxies: []string{"127.0.0.1/32", "::1/128"},
 		MaxBodyBytes:   16 << 10,
 		JWKSRefresh:    5 * time.Minute,
+
+		RevocationStore: "memory",
 	}
 }
 
@@ -119,6 +127,7 @@ type Valid struct {
 	trusted []netip.Prefix
 	signer  *decision.Signer
 	tokens  token.Config
+	revoc   revocationConfig
 }
 
 // NewLogger returns the JSON logger the sidecar writes, at the configured level.
@@ -204,6 +213,9 @@ func (c Config) Validate() (*Valid, error) {
 	}
 	if c.JWKSRefresh < MinJWKSRefresh {
 		bad("--jwks-refresh %s is shorter than %s", c.JWKSRefresh, MinJWKSRefresh)
+	}
+	if v.revoc, err = c.revocationConfig(); err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)

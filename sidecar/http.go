@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/orgauthz/orgauthz/revocation"
 )
 
 // Reasons of the HTTP check endpoints' own refusals.
@@ -30,11 +32,13 @@ const envoyHeadersToRemove = "x-envoy-auth-headers-to-remove"
 // Handler returns the HTTP handler of the sidecar's HTTP address:
 //
 //	/healthz        200 while the process runs
-//	/readyz         200 when keys (of some issuer) and a policy are loaded, else 503; says per issuer
+//	/readyz         200 when keys (of some issuer), a policy and the revocation watermarks are loaded,
+//	                else 503; says the revocation store's state (Redis down: serving the last set) and per issuer
 //	                what is wrong with its keys ("ok" when nothing)
 //	/metrics        Prometheus metrics of this Server
 //	/envoy/…        Envoy's HTTP ext_authz mode: the original method, the original target after /envoy,
 //	                the body when Envoy sends it (with_request_body); only from --trusted-proxy peers
+//	/logto/webhooks Logto's webhooks (revocation), POST, authenticated by their signature, from any peer
 //	/forward-auth   nginx auth_request, Caddy forward_auth, Traefik forwardAuth: the original method and
 //	                URI from X-Forwarded-Method/-Uri or X-Original-Method/-URI, honoured only from
 //	                --trusted-proxy peers. No body is ever seen here: routes whose policy checks the
@@ -58,12 +62,14 @@ func (s *Server) Handler() http.Handler {
 		switch path {
 		case "/forward-auth":
 			s.serveCheck(w, r, s.forwardAuthRequest, false)
+		case revocation.WebhookPath:
+			s.serveWebhook(w, r)
 		case "/healthz":
 			writeStatus(w, http.StatusOK, map[string]bool{"alive": true})
 		case "/readyz":
-			keys, pol := s.tokens.Ready(), s.policy.Ready()
+			keys, pol, rev := s.tokens.Ready(), s.policy.Ready(), s.revocationStatus()
 			st := http.StatusOK
-			if !keys || !pol {
+			if !keys || !pol || !rev.Ready {
 				st = http.StatusServiceUnavailable
 			}
 			issuers := map[string]string{}
@@ -71,10 +77,11 @@ func (s *Server) Handler() http.Handler {
 				issuers[iss] = cmp.Or(problem, "ok")
 			}
 			writeStatus(w, st, struct {
-				Keys    bool              `json:"keys"`
-				Policy  bool              `json:"policy"`
-				Issuers map[string]string `json:"issuers"`
-			}{keys, pol, issuers})
+				Keys       bool              `json:"keys"`
+				Policy     bool              `json:"policy"`
+				Issuers    map[string]string `json:"issuers"`
+				Revocation revocationStatus  `json:"revocation"`
+			}{keys, pol, issuers, rev})
 		case "/metrics":
 			metrics.ServeHTTP(w, r)
 		default:

@@ -17,6 +17,7 @@ type metrics struct {
 	decisions     *prometheus.CounterVec
 	latency       prometheus.Histogram
 	headerDropped prometheus.Counter
+	webhooks      *prometheus.CounterVec // by answer status (revocation.go)
 }
 
 // newMetrics reads the verifier's and the policy engine's counters and ready at each scrape.

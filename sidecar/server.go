@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/orgauthz/orgauthz/decision"
+	"github.com/orgauthz/orgauthz/revocation"
 	"github.com/orgauthz/orgauthz/sidecar/internal/policy"
 	"github.com/orgauthz/orgauthz/sidecar/internal/token"
 )
@@ -46,6 +47,8 @@ type Server struct {
 	metrics *metrics
 	grpc    *grpc.Server
 	http    *http.Server
+	revoc   *revocation.Store // revocation watermarks (revocation.go)
+	webhook http.Handler      // POST /logto/webhooks; nil without a signing key
 
 	// beforeEval, when set, runs in the decision path after the request is checked: tests use it
 	// to inject a panic.
@@ -76,6 +79,9 @@ func New(ctx context.Context, v *Valid, logger *slog.Logger) (*Server, error) {
 		trusted: v.trusted,
 	}
 	s.metrics = newMetrics(s.tokens, s.policy, s.Ready)
+	if err := s.openRevocation(ctx, v.revoc); err != nil {
+		return nil, err
+	}
 	if err := s.policy.Load(ctx); err != nil {
 		logger.Error("policy not loaded: every check answers 503 until a policy loads", "dir", cfg.Policies, "err", err)
 	} else {
@@ -121,10 +127,10 @@ func New(ctx context.Context, v *Valid, logger *slog.Logger) (*Server, error) {
 	return s, nil
 }
 
-// Ready reports whether the Server can decide: keys loaded for some issuer and a policy loaded.
-// Issuers are independent: the tokens of an issuer without keys are 503 not_ready, the others'
-// are decided.
-func (s *Server) Ready() bool { return s.tokens.Ready() && s.policy.Ready() }
+// Ready reports whether the Server can decide: keys loaded for some issuer, a policy loaded and the
+// revocation watermarks loaded once. Issuers are independent: the tokens of an issuer without keys
+// are 503 not_ready, the others' are decided.
+func (s *Server) Ready() bool { return s.tokens.Ready() && s.policy.Ready() && s.revoc.Ready() }
 
 // Serve listens on the configured addresses and serves until ctx ends, then stops gracefully.
 func (s *Server) Serve(ctx context.Context) error {
@@ -187,6 +193,9 @@ func (s *Server) ServeListeners(ctx context.Context, grpcLn, httpLn net.Listener
 	for ; pending > 0; pending-- {
 		errs = append(errs, <-errc)
 	}
+	if err := s.revoc.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("sidecar: revocation store: %w", err))
+	}
 	return errors.Join(errs...)
 }
 
@@ -245,6 +254,9 @@ func (s *Server) decide(ctx context.Context, raw *rawRequest) (*request, *verdic
 		if !httpguts.ValidHeaderFieldValue(c.Subject) {
 			// A subject the identity header cannot carry; Logto's never look like this.
 			return req, &verdict{status: http.StatusUnauthorized, reason: token.ReasonClaims}
+		}
+		if s.revoked(c) {
+			return req, &verdict{status: http.StatusUnauthorized, reason: reasonTokenRevoked, claims: c}
 		}
 		claims = c
 	}

@@ -298,6 +298,13 @@ func newWalkthrough(ctx context.Context, c *chain.Chain) (*walkthrough, error) {
 	add("ACME", acme, "organization acme")
 	add("ALICE", alice, "user alice, admin of acme")
 	add("CAROL", carol, "user carol, super admin, not in acme")
+	bob := seed.Users["bob"]
+	add("BOB", bob, "user bob, member of acme")
+	initech, err := newOrganization(ctx, tokens, "initech", bob)
+	if err != nil {
+		return nil, err
+	}
+	add("INITECH", initech, "organization initech, bob a member")
 	for _, t := range []struct {
 		name, about string
 		req         chain.TokenRequest
@@ -308,6 +315,10 @@ func newWalkthrough(ctx context.Context, c *chain.Chain) (*walkthrough, error) {
 			chain.TokenRequest{UserID: alice, Resource: chain.APIResource, Scopes: []string{"org:create"}}},
 		{"CAROL_ADMIN_TOKEN", "carol's token for " + chain.AdminResource,
 			chain.TokenRequest{UserID: carol, Resource: chain.AdminResource, Scopes: []string{"admin:org:read", "admin:org:write"}}},
+		{"BOB_ORG_TOKEN", "bob's organization token for acme",
+			chain.TokenRequest{UserID: bob, OrganizationID: acme, Scopes: []string{"org:read"}}},
+		{"BOB_INITECH_TOKEN", "bob's organization token for initech",
+			chain.TokenRequest{UserID: bob, OrganizationID: initech, Scopes: []string{"org:read"}}},
 	} {
 		tok, err := tokens.Get(ctx, t.req)
 		if err != nil {
@@ -316,6 +327,44 @@ func newWalkthrough(ctx context.Context, c *chain.Chain) (*walkthrough, error) {
 		add(t.name, tok, t.about)
 	}
 	return w, nil
+}
+
+// newOrganization creates an organization in the emulator, as the Logto Console would, with user a
+// member of role "member", and returns its ID.
+func newOrganization(ctx context.Context, tokens *chain.Tokens, name, user string) (string, error) {
+	m2m, err := tokens.Management(ctx)
+	if err != nil {
+		return "", err
+	}
+	call := func(path string, body string, out any) error {
+		req, err := http.NewRequestWithContext(ctx, "POST", tokens.Endpoint+path, strings.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+m2m)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		if resp.StatusCode != http.StatusCreated {
+			return fmt.Errorf("demo: POST %s: %s %s", path, resp.Status, shorten(string(b), 160))
+		}
+		if out != nil {
+			return json.Unmarshal(b, out)
+		}
+		return nil
+	}
+	var org struct{ ID string }
+	if err := call("/api/organizations", `{"name":"`+name+`"}`, &org); err != nil {
+		return "", err
+	}
+	if err := call("/api/organizations/"+org.ID+"/users", `{"userIds":["`+user+`"]}`, nil); err != nil {
+		return "", err
+	}
+	return org.ID, call("/api/organizations/"+org.ID+"/users/"+user+"/roles", `{"organizationRoleNames":["member"]}`, nil)
 }
 
 // step is one request of the walkthrough; path, token and body may name $VARIABLES.
@@ -331,18 +380,26 @@ type step struct {
 	// needsBody marks a route whose policy reads the request body: only Envoy sends the sidecar
 	// the body (Caddy's forward_auth sends none), so behind Caddy the step is explained, not run.
 	needsBody bool
+	// settle is waited before the step: Logto's webhook of the step before may still be in flight.
+	settle time.Duration
 }
 
 func (w *walkthrough) steps() []step {
 	return []step{
-		{"No token: 401", "GET", "/api/organizations/$ACME/users", "", "", http.StatusUnauthorized, nil, false},
-		{"alice's acme token on another organization: 403", "GET", "/api/organizations/" + otherOrg + "/users", "ALICE_ORG_TOKEN", "", http.StatusForbidden, nil, false},
-		{"alice (member:add) adds carol to acme: 201", "POST", "/api/organizations/$ACME/users", "ALICE_ORG_TOKEN", `{"userIds":["$CAROL"]}`, http.StatusCreated, nil, false},
-		{"carol is now a member of acme", "GET", "/api/organizations/$ACME/users", "ALICE_ORG_TOKEN", "", http.StatusOK, listNames("members", "username"), false},
-		{"alice (org:create) creates an organization: 201", "POST", "/api/organizations", "ALICE_TOKEN", `{"name":"Alice Co"}`, http.StatusCreated, nil, false},
-		{"alice is a member of it, with the creator role admin", "GET", "/api/users/$ALICE/organizations", "ALICE_TOKEN", "", http.StatusOK, listNames("alice's organizations", "name"), false},
-		{"carol (super admin) creates three organizations in one call", "POST", "/bulk/organizations", "CAROL_ADMIN_TOKEN", `{"organizations":[{"name":"bulk-1"},{"name":"bulk-2"},{"name":"bulk-3"}]}`, http.StatusOK, nil, false},
-		{"alice (member:role) gives carol the member role in acme: 201", "POST", "/api/organizations/$ACME/users/$CAROL/roles", "ALICE_ORG_TOKEN", `{"organizationRoleNames":["member"]}`, http.StatusCreated, nil, true},
+		{"No token: 401", "GET", "/api/organizations/$ACME/users", "", "", http.StatusUnauthorized, nil, false, 0},
+		{"alice's acme token on another organization: 403", "GET", "/api/organizations/" + otherOrg + "/users", "ALICE_ORG_TOKEN", "", http.StatusForbidden, nil, false, 0},
+		{"alice (member:add) adds carol to acme: 201", "POST", "/api/organizations/$ACME/users", "ALICE_ORG_TOKEN", `{"userIds":["$CAROL"]}`, http.StatusCreated, nil, false, 0},
+		{"carol is now a member of acme", "GET", "/api/organizations/$ACME/users", "ALICE_ORG_TOKEN", "", http.StatusOK, listNames("members", "username"), false, 0},
+		{"alice (org:create) creates an organization: 201", "POST", "/api/organizations", "ALICE_TOKEN", `{"name":"Alice Co"}`, http.StatusCreated, nil, false, 0},
+		{"alice is a member of it, with the creator role admin", "GET", "/api/users/$ALICE/organizations", "ALICE_TOKEN", "", http.StatusOK, listNames("alice's organizations", "name"), false, 0},
+		{"carol (super admin) creates three organizations in one call", "POST", "/bulk/organizations", "CAROL_ADMIN_TOKEN", `{"organizations":[{"name":"bulk-1"},{"name":"bulk-2"},{"name":"bulk-3"}]}`, http.StatusOK, nil, false, 0},
+		{"alice (member:role) gives carol the member role in acme: 201", "POST", "/api/organizations/$ACME/users/$CAROL/roles", "ALICE_ORG_TOKEN", `{"organizationRoleNames":["member"]}`, http.StatusCreated, nil, true, 0},
+		// Revocation: bob leaves acme; his acme token, issued before, is refused at once (Logto's
+		// webhook, and mgmtproxy's own notice), while his token for another organization works.
+		{"bob (member) reads acme: 200", "GET", "/api/organizations/$ACME", "BOB_ORG_TOKEN", "", http.StatusOK, nil, false, 0},
+		{"alice (member:remove) removes bob from acme: 204", "DELETE", "/api/organizations/$ACME/users/$BOB", "ALICE_ORG_TOKEN", "", http.StatusNoContent, nil, false, 0},
+		{"bob's acme token, issued before his removal, is revoked: 401 token_revoked", "GET", "/api/organizations/$ACME", "BOB_ORG_TOKEN", "", http.StatusUnauthorized, nil, false, 300 * time.Millisecond},
+		{"bob's token for initech, another organization, still works: 200", "GET", "/api/organizations/$INITECH", "BOB_INITECH_TOKEN", "", http.StatusOK, nil, false, 0},
 	}
 }
 
@@ -371,6 +428,7 @@ Tokens from the emulator (subject token + token exchange, valid for an hour):
 			fmt.Fprintf(out, "\n%d. %s\n   %s\n   – not run behind %s: its forward_auth sends the sidecar no request body, and this route's policy\n     reads the body (the roles granted), so it is refused with 403 insufficient_scope. Run it with Envoy\n     (--front envoy, envoy on PATH), which sends the body.\n", i+1, s.title, w.curl(s), front)
 			continue
 		}
+		time.Sleep(s.settle)
 		got, err := w.do(ctx, client, s)
 		mark := "✓"
 		switch {

@@ -43,6 +43,7 @@ func TestCurlCommandsMatchTheRequestsRun(t *testing.T) {
 		{"ACME", "acme00000001", ""}, {"ALICE", "alice0000001", ""}, {"CAROL", "carol0000001", ""},
 		// Real tokens are base64url and dots; these carry the characters a shell could mangle.
 		{"ALICE_ORG_TOKEN", "eyJ.a-b_c.d", ""}, {"ALICE_TOKEN", "eyJ.e-f_g.h", ""}, {"CAROL_ADMIN_TOKEN", "eyJ.i-j_k.l", ""},
+		{"BOB", "bob000000001", ""}, {"INITECH", "initech00001", ""}, {"BOB_ORG_TOKEN", "eyJ.m-n_o.p", ""}, {"BOB_INITECH_TOKEN", "eyJ.q-r_s.t", ""},
 	} {
 		w.vars = append(w.vars, v)
 		w.values[v.name] = v.value

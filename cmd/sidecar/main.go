@@ -32,6 +32,12 @@ gRPC ext_authz v3 and grpc.health.v1 listen on --grpc-addr; --http-addr serves /
 /metrics, /envoy/… (Envoy's HTTP ext_authz mode) and /forward-auth (nginx auth_request, Caddy
 forward_auth, Traefik forwardAuth; X-Forwarded-Method/-Uri honoured only from --trusted-proxy).
 
+A verified token issued before a change that took power away (member removed, organization or user
+deleted, user suspended, role permissions cut) is 401 token_revoked before the policy runs. The
+watermarks live in --revocation-store (memory, or a redis:// URL shared by every replica and
+mgmtproxy; password from --redis-password-file or ORGAUTHZ_REDIS_PASSWORD) and arrive as Logto's
+signed webhooks at POST /logto/webhooks on --http-addr, on only with --logto-webhook-secret-file.
+
 Settings come from flags, ORGAUTHZ_* environment variables and a YAML file (--config), flags
 winning. --issuer must be https, or http to a loopback host (127.0.0.0/8, ::1, localhost).
 --check validates the configuration, loads the decision key, compiles the policies, fetches each

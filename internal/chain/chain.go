@@ -121,14 +121,27 @@ type Config struct {
 	// ReadyTimeout bounds the wait for each part. Default 60 s (generous: the machine may be
 	// busy compiling).
 	ReadyTimeout time.Duration
+	// RevocationStore is the sidecar's and mgmtproxy's --revocation-store: "" for memory, where
+	// mgmtproxy tells the sidecar of its revocations through --revocation-notify, or a redis:// URL
+	// both share (Redis is the caller's to run).
+	RevocationStore string
 }
 
 // Chain is a running chain. Close stops it.
 type Chain struct {
 	Addrs Addrs
 	Seed  Seed
+	// WebhookKey is the signing key of the emulator's webhook to the sidecar (the sidecar's
+	// --logto-webhook-secret-file), so a test can sign the deliveries the emulator never sends.
+	WebhookKey string
+	// MgmtproxyRevokes: mgmtproxy was given the revocation store (and, with memory, told to notify
+	// the sidecar), so its changes revoke tokens. False when the mgmtproxy binary has no such flags.
+	MgmtproxyRevokes bool
 
-	procs []*process // in start order
+	cfg         Config
+	sidecarArgs []string // the first sidecar's flags but its addresses, for AddSidecar
+	log         *syncWriter
+	procs       []*process // in start order
 }
 
 // LogtoURL is the emulator's base URL, e.g. http://127.0.0.1:3001.
@@ -149,7 +162,7 @@ func Start(ctx context.Context, cfg Config) (_ *Chain, err error) {
 	if cfg.ReadyTimeout <= 0 {
 		cfg.ReadyTimeout = 60 * time.Second
 	}
-	c := &Chain{Addrs: cfg.Addrs}
+	c := &Chain{Addrs: cfg.Addrs, cfg: cfg}
 	defer func() {
 		if err != nil {
 			c.Close()
@@ -159,6 +172,7 @@ func Start(ctx context.Context, cfg Config) (_ *Chain, err error) {
 	if cfg.Log == nil {
 		log.w = io.Discard
 	}
+	c.log = log
 	bin := func(name string) string { return filepath.Join(cfg.Bin, name) }
 	start := func(name string, env []string, path string, args ...string) (*process, error) {
 		p, err := startProcess(name, log, env, path, args...)
@@ -173,8 +187,14 @@ func Start(ctx context.Context, cfg Config) (_ *Chain, err error) {
 		return p.waitReady(ctx, url)
 	}
 
+	// The emulator's webhook goes to the sidecar, signed with a key both read from one file.
+	webhookKey := filepath.Join(cfg.Dir, "webhook-key")
+	if c.WebhookKey, err = writeWebhookKey(webhookKey); err != nil {
+		return nil, err
+	}
 	seedFile := filepath.Join(cfg.Dir, "seed.json")
-	logto, err := start("fakelogto", nil, bin("fakelogto"), "--addr", cfg.Addrs.Logto, "--seed-file", seedFile)
+	logto, err := start("fakelogto", nil, bin("fakelogto"), "--addr", cfg.Addrs.Logto, "--seed-file", seedFile,
+		"--webhook-url", "http://"+cfg.Addrs.HTTP+webhookPath, "--webhook-signing-key-file", webhookKey)
 	if err != nil {
 		return nil, err
 	}
@@ -189,18 +209,17 @@ func Start(ctx context.Context, cfg Config) (_ *Chain, err error) {
 	if err := run(ctx, bin("sidecar"), "keygen", "--private", priv, "--public", pub); err != nil {
 		return nil, err
 	}
-	sidecar, err := start("sidecar", nil, bin("sidecar"),
+	store := cmp.Or(cfg.RevocationStore, "memory")
+	c.sidecarArgs = []string{
 		"--issuer", c.Issuer(),
 		"--api-resource", APIResource,
 		"--admin-resource", AdminResource,
 		"--policies", filepath.Join(cfg.Root, "policies"),
-		"--grpc-addr", cfg.Addrs.GRPC,
-		"--http-addr", cfg.Addrs.HTTP,
-		"--decision-key", priv)
-	if err != nil {
-		return nil, err
+		"--decision-key", priv,
+		"--revocation-store", store,
+		"--logto-webhook-secret-file", webhookKey,
 	}
-	if err := ready(sidecar, "http://"+cfg.Addrs.HTTP+"/readyz"); err != nil {
+	if err := c.AddSidecar(ctx, cfg.Addrs.GRPC, cfg.Addrs.HTTP); err != nil {
 		return nil, err
 	}
 
@@ -209,12 +228,19 @@ func Start(ctx context.Context, cfg Config) (_ *Chain, err error) {
 		return nil, fmt.Errorf("chain: %w", err)
 	}
 	logtoUpstream := cmp.Or(cfg.LogtoUpstream, c.LogtoURL())
-	mgmtproxy, err := start("mgmtproxy", nil, bin("mgmtproxy"),
+	mgmtArgs := []string{
 		"--listen-addr", cfg.Addrs.Mgmtproxy,
 		"--logto-endpoint", logtoUpstream,
 		"--m2m-app-id", c.Seed.M2MApp.ID,
 		"--m2m-app-secret-file", secret,
-		"--decision-public-key", pub)
+		"--decision-public-key", pub,
+	}
+	revocationArgs, err := mgmtproxyRevocationArgs(ctx, bin("mgmtproxy"), store, "http://"+cfg.Addrs.HTTP+webhookPath, webhookKey)
+	if err != nil {
+		return nil, err
+	}
+	c.MgmtproxyRevokes = revocationArgs != nil
+	mgmtproxy, err := start("mgmtproxy", nil, bin("mgmtproxy"), append(mgmtArgs, revocationArgs...)...)
 	if err != nil {
 		return nil, err
 	}

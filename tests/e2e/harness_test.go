@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/orgauthz/orgauthz/internal/chain"
+	"github.com/orgauthz/orgauthz/internal/envoyclient"
 )
 
 // harness is one running chain with taps on both of mgmtproxy's sides:
@@ -43,12 +44,12 @@ type harness struct {
 type door func(*http.Request) (*http.Response, error)
 
 // newHarness starts a chain on free ports with the given front proxy (chain.NoFront: the
-// caller sets h.door) and stops it when the test ends.
-func newHarness(t *testing.T, front chain.Front, frontBin string) *harness {
+// caller sets h.door) and stops it when the test ends. opts adjust the chain's configuration.
+func newHarness(t *testing.T, front chain.Front, frontBin string, opts ...func(*chain.Config)) *harness {
 	t.Helper()
 	// On a busy machine another program may take a port between FreeAddrs and the bind.
 	for attempt := 1; ; attempt++ {
-		h, err := startHarness(t, front, frontBin)
+		h, err := startHarness(t, front, frontBin, opts...)
 		if err == nil {
 			return h
 		}
@@ -59,7 +60,7 @@ func newHarness(t *testing.T, front chain.Front, frontBin string) *harness {
 	}
 }
 
-func startHarness(t *testing.T, front chain.Front, frontBin string) (*harness, error) {
+func startHarness(t *testing.T, front chain.Front, frontBin string, opts ...func(*chain.Config)) (*harness, error) {
 	t.Helper()
 	addrs, err := chain.FreeAddrs()
 	if err != nil {
@@ -86,7 +87,7 @@ func startHarness(t *testing.T, front chain.Front, frontBin string) (*harness, e
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	c, err := chain.Start(ctx, chain.Config{
+	cfg := chain.Config{
 		Root:          build.root,
 		Dir:           dir,
 		Bin:           build.bin,
@@ -96,7 +97,11 @@ func startHarness(t *testing.T, front chain.Front, frontBin string) (*harness, e
 		AppUpstream:   h.app.addr(),
 		LogtoUpstream: h.logto.url(),
 		Log:           log,
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	c, err := chain.Start(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("start chain (log %s): %w", logPath, err)
 	}
@@ -113,6 +118,37 @@ func startHarness(t *testing.T, front chain.Front, frontBin string) (*harness, e
 		return client.Do(r)
 	}
 	return h, nil
+}
+
+// useEnvoyClient makes the door the Envoy-faithful client: a real gRPC Check to the sidecar, then
+// the request forwarded to mgmtproxy with the sidecar's header mutations. It returns the client.
+func (h *harness) useEnvoyClient(t *testing.T) *envoyclient.Client {
+	t.Helper()
+	c := h.dialSidecar(t, h.chain.Addrs.GRPC)
+	upstream := &http.Transport{ResponseHeaderTimeout: 30 * time.Second}
+	t.Cleanup(upstream.CloseIdleConnections)
+	h.door = func(r *http.Request) (*http.Response, error) {
+		r.Host = h.chain.Addrs.Front                    // what the client addressed
+		r.URL.Scheme, r.URL.Host = "http", h.app.addr() // where Envoy's route sends it
+		return c.Do(r, upstream)
+	}
+	return c
+}
+
+// dialSidecar returns an Envoy-faithful ext_authz client of the sidecar at grpcAddr.
+func (h *harness) dialSidecar(t *testing.T, grpcAddr string) *envoyclient.Client {
+	t.Helper()
+	c, err := envoyclient.Dial(grpcAddr, envoyclient.Options{
+		WithBody:         true,
+		UseRemoteAddress: true,
+		Destination:      h.chain.Addrs.Front,
+		Timeout:          10 * time.Second, // the machine may be busy; a timeout would read as a 503
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 // token gets a real token from the emulator and remembers it as a secret.

@@ -10,10 +10,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/orgauthz/orgauthz/internal/chain"
-	"github.com/orgauthz/orgauthz/internal/envoyclient"
 )
 
 // Every way into the chain runs the same stories.
@@ -22,23 +20,7 @@ import (
 // sidecar, then the request forwarded to mgmtproxy with the sidecar's header mutations.
 func TestEnvoyClient(t *testing.T) {
 	h := newHarness(t, chain.NoFront, "")
-	c, err := envoyclient.Dial(h.chain.Addrs.GRPC, envoyclient.Options{
-		WithBody:         true,
-		UseRemoteAddress: true,
-		Destination:      h.chain.Addrs.Front,
-		Timeout:          10 * time.Second, // the machine may be busy; a timeout would read as a 503
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	upstream := &http.Transport{ResponseHeaderTimeout: 30 * time.Second}
-	t.Cleanup(upstream.CloseIdleConnections)
-	h.door = func(r *http.Request) (*http.Response, error) {
-		r.Host = h.chain.Addrs.Front                    // what the client addressed
-		r.URL.Scheme, r.URL.Host = "http", h.app.addr() // where Envoy's route sends it
-		return c.Do(r, upstream)
-	}
+	h.useEnvoyClient(t)
 	runStories(t, h, traits{jsonDenials: true, dropsUnknownIdentityHeaders: true, sendsBody: true})
 }
 
