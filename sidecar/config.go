@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/orgauthz/orgauthz/decision"
+	"github.com/orgauthz/orgauthz/decisionlog"
 	"github.com/orgauthz/orgauthz/internal/confload"
 	"github.com/orgauthz/orgauthz/sidecar/internal/policy"
 	"github.com/orgauthz/orgauthz/sidecar/internal/token"
@@ -92,6 +93,10 @@ type Config struct {
 	JWKSRefresh time.Duration `flag:"jwks-refresh" usage:"how often the issuers' JWKS are refetched"`
 	// CheckOffline makes --check skip fetching each issuer's discovery document and key set.
 	CheckOffline bool `flag:"check-offline" usage:"with --check: do not fetch the issuers' discovery and JWKS"`
+	// DecisionLog is the audit stream's sink: stdout, a file path (append-only, mode 0600, reopened
+	// on rotation and SIGHUP) or off. One JSON record per decision, whatever --log-level says.
+	// Default stdout; the operational log stays on stderr.
+	DecisionLog string `flag:"decision-log" usage:"audit stream of every decision, one JSON object per line: stdout, a file PATH or off (independent of --log-level)"`
 }
 
 // Default returns the Config with every default filled in.
@@ -108,6 +113,7 @@ func Default() Config {
 		TrustedProxies: []string{"127.0.0.1/32", "::1/128"},
 		MaxBodyBytes:   16 << 10,
 		JWKSRefresh:    5 * time.Minute,
+		DecisionLog:    decisionlog.SinkStdout,
 	}
 }
 
@@ -204,6 +210,9 @@ func (c Config) Validate() (*Valid, error) {
 	}
 	if c.JWKSRefresh < MinJWKSRefresh {
 		bad("--jwks-refresh %s is shorter than %s", c.JWKSRefresh, MinJWKSRefresh)
+	}
+	if err := decisionlog.CheckSink(c.DecisionLog); err != nil {
+		bad("--decision-log: %w", err)
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
