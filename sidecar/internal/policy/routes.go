@@ -18,7 +18,6 @@ import (
 // policy still decides everything; routes.rego uses that field when present
 // and otherwise matches by the same rules itself, which `opa test` exercises
 // and a differential test compares with this code.
-var routesRef = ast.MustParseRef("data.orgauthz.routes")
 
 // Input keys Eval reads and writes (keyRoute is the decision's "route").
 var (
