@@ -50,7 +50,12 @@ func FuzzCheckRequest(f *testing.F) {
 	cfg.DecisionKey = priv
 	ctx, cancel := context.WithCancel(context.Background())
 	f.Cleanup(cancel)
-	srv, err := sidecar.New(ctx, cfg, slog.New(slog.DiscardHandler))
+	cfg.DecisionLog = "off"
+	valid, err := cfg.Validate()
+	if err != nil {
+		f.Fatal(err)
+	}
+	srv, err := sidecar.New(ctx, valid, slog.New(slog.DiscardHandler))
 	if err != nil {
 		f.Fatal(err)
 	}
