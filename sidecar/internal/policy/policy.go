@@ -23,6 +23,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/loader"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	"github.com/open-policy-agent/opa/v1/topdown"
 )
 
 // DefaultQuery is the document the sidecar asks for.
@@ -257,40 +258,52 @@ var capabilities = sync.OnceValue(func() *ast.Capabilities {
 // sets input.request.route (see routes.go) when input has a request. Any
 // failure — no policy, an evaluation error, an undefined, conflicting or
 // malformed result — is an error, never a Decision.
-func (e *Engine) Eval(ctx context.Context, input ast.Value) (d Decision, err error) {
+func (e *Engine) Eval(ctx context.Context, input ast.Value) (Decision, error) {
 	p := e.current.Load()
 	if p == nil {
 		return Decision{}, ErrNotReady
 	}
+	d, _, err := e.eval(ctx, p, input, nil)
+	return d, err
+}
+
+// eval is Eval on the policy p, traced when tracer is not nil (Explain); it also returns the
+// decision document as the policy gave it.
+func (e *Engine) eval(ctx context.Context, p *prepared, input ast.Value, tracer topdown.QueryTracer) (d Decision, v ast.Value, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			d, err = Decision{}, fmt.Errorf("policy: evaluation panicked: %v", r)
+			d, v, err = Decision{}, nil, fmt.Errorf("policy: evaluation panicked: %v", r)
 		}
 	}()
 	if p.routes != nil {
 		p.routes.withRoute(input)
 	}
-	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(input), rego.EvalTime(e.now()))
+	var rs rego.ResultSet
+	if tracer != nil {
+		rs, err = p.query.Eval(ctx, rego.EvalParsedInput(input), rego.EvalTime(e.now()), rego.EvalQueryTracer(tracer))
+	} else {
+		rs, err = p.query.Eval(ctx, rego.EvalParsedInput(input), rego.EvalTime(e.now()))
+	}
 	if err != nil {
-		return Decision{}, fmt.Errorf("policy: eval: %w", err)
+		return Decision{}, nil, fmt.Errorf("policy: eval: %w", err)
 	}
 	switch len(rs) {
 	case 0:
-		return Decision{}, fmt.Errorf("policy: %s is undefined", e.query)
+		return Decision{}, nil, fmt.Errorf("policy: %s is undefined", e.query)
 	case 1:
 	default:
-		return Decision{}, fmt.Errorf("policy: %s has %d results", e.query, len(rs))
+		return Decision{}, nil, fmt.Errorf("policy: %s has %d results", e.query, len(rs))
 	}
 	if len(rs[0].Expressions) != 1 {
-		return Decision{}, fmt.Errorf("policy: %s has %d expressions", e.query, len(rs[0].Expressions))
+		return Decision{}, nil, fmt.Errorf("policy: %s has %d expressions", e.query, len(rs[0].Expressions))
 	}
 	v, ok := rs[0].Expressions[0].Value.(ast.Value)
 	if !ok {
-		return Decision{}, fmt.Errorf("policy: %s: unexpected result type %T", e.query, rs[0].Expressions[0].Value)
+		return Decision{}, nil, fmt.Errorf("policy: %s: unexpected result type %T", e.query, rs[0].Expressions[0].Value)
 	}
 	d, err = parseDecision(v)
 	if err != nil {
-		return Decision{}, fmt.Errorf("policy: %s: %w", e.query, err)
+		return Decision{}, nil, fmt.Errorf("policy: %s: %w", e.query, err)
 	}
-	return d, nil
+	return d, v, nil
 }
