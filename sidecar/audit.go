@@ -1,7 +1,6 @@
 package sidecar
 
 import (
-	"context"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -36,35 +35,23 @@ type revisionBundles struct {
 	bundles  map[string]decisionlog.Bundle
 }
 
-// openAudit starts the --decision-log sink and loads the policy directory's system.log.mask.
-func (s *Server) openAudit(ctx context.Context) error {
+// openAudit starts the --decision-log sink. The policy directory's system.log.mask comes with
+// each decision (policy.Decision.Mask), compiled and swapped with the policy.
+func (s *Server) openAudit() error {
 	l, err := decisionlog.Open(s.cfg.DecisionLog, decisionlog.Options{Service: "sidecar", Version: version.String(), Log: s.log})
 	if err != nil {
 		return err
 	}
 	s.auditState.log = l
 	s.metrics.registry.MustRegister(l.Collectors()...)
-	s.reloadMask(ctx)
 	return nil
 }
 
-// reloadMask compiles system.log.mask from the policy directory after a policy (re)load. A mask
-// that does not compile leaves the previous one in place, with an error logged.
-func (s *Server) reloadMask(ctx context.Context) {
-	if !s.auditState.log.Enabled() {
-		return
+// bundles names a policy revision as OPA's decision log does: the deciding one, else the serving one.
+func (s *Server) bundles(rev string) map[string]decisionlog.Bundle {
+	if rev == "" {
+		rev = s.policy.Stats().Revision
 	}
-	m, err := decisionlog.LoadMask(ctx, s.cfg.Policies)
-	if err != nil {
-		s.log.Error("decision-log mask not loaded; the previous mask stays", "dir", s.cfg.Policies, "err", err)
-		return
-	}
-	s.auditState.log.SetMask(m)
-}
-
-// bundles names the serving policy revision as OPA's decision log does.
-func (s *Server) bundles() map[string]decisionlog.Bundle {
-	rev := s.policy.Stats().Revision
 	if rev == "" {
 		return nil
 	}
@@ -95,7 +82,6 @@ func (s *Server) audit(raw *rawRequest, req *request, v *verdict, latency time.D
 		SourceAddress:  raw.source,
 		TraceID:        traceID(raw.headers["traceparent"]),
 		RequestID:      raw.requestID,
-		Bundles:        s.bundles(),
 		Metrics:        &decisionlog.Metrics{Check: latency.Nanoseconds()},
 	}
 	if decision.ValidMethod(raw.method) {
@@ -104,7 +90,9 @@ func (s *Server) audit(raw *rawRequest, req *request, v *verdict, latency time.D
 	if req != nil {
 		r.RequestPath = req.path
 	}
+	rev := ""
 	if e := v.eval; e != nil {
+		rev, r.Mask = e.decision.Revision, e.decision.Mask
 		r.Input = e.input
 		r.Metrics.PolicyEval = e.duration.Nanoseconds()
 		if r.Route == "" {
@@ -114,6 +102,7 @@ func (s *Server) audit(raw *rawRequest, req *request, v *verdict, latency time.D
 			r.Result = decisionResult(e.decision)
 		}
 	}
+	r.Bundles = s.bundles(rev)
 	if c := v.claims; c != nil {
 		r.Token = &decisionlog.Token{Kind: string(c.Kind), Subject: c.Subject, ClientID: c.ClientID,
 			IsApp: c.IsApp, OrganizationID: c.OrganizationID, Scopes: c.Scopes}

@@ -85,7 +85,7 @@ func New(ctx context.Context, v *Valid, logger *slog.Logger) (*Server, error) {
 	} else {
 		logger.Info("policy loaded", "dir", cfg.Policies, "revision", s.policy.Stats().Revision)
 	}
-	if err := s.openAudit(ctx); err != nil {
+	if err := s.openAudit(); err != nil {
 		return nil, fmt.Errorf("sidecar: --decision-log: %w", err)
 	}
 	go func() {
@@ -95,7 +95,6 @@ func New(ctx context.Context, v *Valid, logger *slog.Logger) (*Server, error) {
 				return
 			}
 			logger.Info("policy reloaded", "dir", cfg.Policies, "revision", s.policy.Stats().Revision)
-			s.reloadMask(ctx)
 		})
 		if err != nil {
 			logger.Error("policy directory not watched: changes need a restart", "dir", cfg.Policies, "err", err)
@@ -267,9 +266,9 @@ func (s *Server) decide(ctx context.Context, raw *rawRequest) (*request, *verdic
 	case errors.Is(err, policy.ErrNotReady):
 		return unavailable(reasonNotReady, err)
 	case err != nil:
+		// No decision, so no mask to apply: the record keeps the timing, never the input.
 		req, v := unavailable(reasonPolicyError, err)
-		ev.decision = policy.Decision{}
-		v.eval, v.claims = &ev, claims
+		v.eval, v.claims = &evaluation{duration: ev.duration}, claims
 		return req, v
 	}
 	// policy.Eval guarantees a deny's status is 400, 401 or 403 and that an allow names its route.

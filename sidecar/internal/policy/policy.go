@@ -24,6 +24,8 @@ import (
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/topdown"
+
+	"github.com/orgauthz/orgauthz/decisionlog"
 )
 
 // DefaultQuery is the document the sidecar asks for.
@@ -77,6 +79,7 @@ type prepared struct {
 	query    rego.PreparedEvalQuery
 	routes   *routeIndex
 	revision string
+	mask     *decisionlog.Mask // the directory's system.log.mask, nil when none
 }
 
 // New returns an Engine for the policy directory dir. It loads nothing:
@@ -221,7 +224,13 @@ func prepare(ctx context.Context, dir string, snap *snapshot, query string) (*pr
 	if err != nil {
 		return nil, fmt.Errorf("policy: prepare %s: %w", query, err)
 	}
-	return &prepared{query: pq, routes: routes, revision: snap.revision}, nil
+	// The audit mask is compiled with the policy and swapped with it: a mask that does not prepare
+	// rejects the load, as a policy error does.
+	mask, err := decisionlog.NewMask(ctx, compiler, store)
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	return &prepared{query: pq, routes: routes, revision: snap.revision, mask: mask}, nil
 }
 
 // keepValue hands results back as AST values: Eval reads the decision
@@ -305,5 +314,6 @@ func (e *Engine) eval(ctx context.Context, p *prepared, input ast.Value, tracer 
 	if err != nil {
 		return Decision{}, nil, fmt.Errorf("policy: %s: %w", e.query, err)
 	}
+	d.Revision, d.Mask = p.revision, p.mask
 	return d, v, nil
 }
