@@ -214,3 +214,13 @@ func TestAuditMask(t *testing.T) {
 		t.Errorf("the record after the reload names the old revision")
 	}
 }
+
+// TestAuditNotReady: a 503 refusal has its record too.
+func TestAuditNotReady(t *testing.T) {
+	h := newHarness(t, false, func(c *Config) { c.Issuers = []string{"http://127.0.0.1:1/oidc"} })
+	a := readAnswer(h.check(t, envoyRequest("GET", "/api/organizations/o1", map[string]string{"Authorization": "Bearer " + h.mint(*org("o1", "org:read"))}, "")))
+	r := h.auditRecords(t, 1)[a.headers[headerDecisionID]]
+	if a.status != 503 || r == nil || r["status"] != 503.0 || r["reason"] != reasonNotReady || r["allow"] != false {
+		t.Errorf("answer %d, record %v; want a 503 not_ready record", a.status, r)
+	}
+}
