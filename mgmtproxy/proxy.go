@@ -211,7 +211,8 @@ func (p *Proxy) serve(ctx context.Context, ln net.Listener, h http.Handler, msg 
 		IdleTimeout:       90 * time.Second,
 		MaxHeaderBytes:    32 << 10,
 		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return ctx },
+		// Requests keep running after ctx ends (SIGTERM): Shutdown lets them finish, up to its limit.
+		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	done := make(chan error, 1)
 	go func() {

@@ -79,7 +79,8 @@ func (p *Proxy) modifyResponse(op *operation) func(*http.Response) error {
 				p.revoke(resp.Request.Context(), x.req, nil)
 			}
 		}
-		if op.action != listMembers || resp.StatusCode != http.StatusOK {
+		// Every 2xx listing is reduced (or refused): Logto answering 206 must not leak whole users.
+		if op.action != listMembers || resp.StatusCode < 200 || resp.StatusCode > 299 {
 			return nil
 		}
 		raw, err := peekBody(resp)

@@ -136,6 +136,9 @@ func (s *tokenSource) fetch() (*oauth2.Token, error) {
 		lifetime = min(max(time.Duration(min(secs, maxLifetime.Seconds()))*time.Second, minLifetime), maxLifetime)
 	}
 	tok.Expiry = start.Add(lifetime)
+	// Logto's Management API takes a Bearer token; never put whatever token_type an answer named in
+	// the Authorization header (oauth2.Transport would).
+	tok.TokenType = "Bearer"
 	margin := min(maxRefreshMargin, lifetime/4)
 	s.tok, s.fetchedAt, s.refresh = tok, start, tok.Expiry.Add(-margin)
 	s.failures, s.retryAt, s.lastErr = 0, time.Time{}, nil

@@ -101,7 +101,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	// New loads the policy itself. A policy that does not load is not a start-up failure: the
 	// sidecar serves, not ready, answering 503 until a good policy appears (DESIGN).
-	s, err := sidecar.New(ctx, valid, valid.NewLogger(stderr))
+	// The key sets and the policy watcher outlive the signal until serving has drained: a check in
+	// flight at SIGTERM that waits for a key set fetch must still be answered, not refused.
+	life, stopLife := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopLife()
+	s, err := sidecar.New(life, valid, valid.NewLogger(stderr))
 	if err != nil {
 		return confload.InvalidConfig(err)
 	}

@@ -401,15 +401,6 @@ func (m *mgmtproxy) do(t *testing.T, method, path, token, body string) (int, str
 	return resp.StatusCode, string(b)
 }
 
-// knownDefect skips a test that fails on a defect reported to the package's owners, unless
-// FAULTS_STRICT=1 (then it runs and fails until the defect is fixed; remove the call then).
-func knownDefect(t *testing.T, defect string) {
-	t.Helper()
-	if os.Getenv("FAULTS_STRICT") != "1" {
-		t.Skip("known defect (FAULTS_STRICT=1 runs it): " + defect)
-	}
-}
-
 // eventually retries cond until it holds or waitLimit passes.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()

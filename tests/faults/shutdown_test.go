@@ -17,7 +17,6 @@ import (
 // sent after the signal is not answered by a sidecar that is going away, so Envoy's
 // status_on_error (503) denies it.
 func TestSIGTERMDrainsChecks(t *testing.T) {
-	knownDefect(t, "the sidecar's key set fetch runs on the signal context, so SIGTERM cancels it and the checks waiting on it answer 401 instead of 200")
 	tn := newTenant(t)
 	s := startSidecar(t, tn, true)
 	if _, err := tn.emu.RotateKey("ES384"); err != nil {
@@ -80,7 +79,6 @@ func TestSIGTERMUnderLoadNoWrongAnswer(t *testing.T) {
 // SIGTERM while mgmtproxy waits on Logto for requests it already accepted: they complete with
 // Logto's answer, and mgmtproxy exits 0.
 func TestSIGTERMDrainsMgmtproxy(t *testing.T) {
-	knownDefect(t, "mgmtproxy's http.Server BaseContext is the signal context, so SIGTERM cancels the Logto calls of accepted requests: 502 upstream_unavailable instead of Logto's answer")
 	tn := newTenant(t)
 	s := startSidecar(t, tn, true)
 	m := startMgmtproxy(t, tn, s)
