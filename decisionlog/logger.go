@@ -431,7 +431,11 @@ func (l *Logger) prepare(r *Record) {
 			c.Items[i].ID, c.Items[i].Error = clean(c.Items[i].ID), clean(c.Items[i].Error)
 		}
 	}
-	if m := l.mask.Load(); m != nil {
+	m := r.Mask
+	if m == nil {
+		m = l.mask.Load()
+	}
+	if m != nil {
 		l.applyMask(m, r)
 	}
 }

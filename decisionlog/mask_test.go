@@ -223,3 +223,27 @@ func TestMaskPaths(t *testing.T) {
 		}
 	}
 }
+
+// A record's own Mask (its policy revision's) wins over the Logger's, so a reload swaps both at once.
+func TestRecordMaskWins(t *testing.T) {
+	loggerMask, err := LoadMask(context.Background(), writeDir(t, map[string]string{
+		"m.rego": "package system.log\n\nmask contains \"/input/request/headers/accept\"\n"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	recordMask, err := LoadMask(context.Background(), writeDir(t, map[string]string{
+		"m.rego": "package system.log\n\nmask contains \"/input/request/headers/x-user-email\"\n"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := denyRecord(t)
+	r.Input = sidecarInput(t, map[string]any{"x-user-email": "alice@example.com", "accept": "*/*"}, nil)
+	r.Mask = recordMask
+	lines, raw := writeAll(t, Options{Mask: loggerMask}, r)
+	if get(lines[0], "input/request/headers/x-user-email") != nil || get(lines[0], "input/request/headers/accept") != "*/*" {
+		t.Errorf("want the record's mask applied, not the Logger's: %s", raw)
+	}
+	if strings.Contains(raw, `"Mask"`) {
+		t.Errorf("the mask is written: %s", raw)
+	}
+}

@@ -64,6 +64,10 @@ type Record struct {
 	// the client, so it is never the decision_id. Written only when it is a short run of safe characters.
 	RequestID string `json:"request_id,omitempty"`
 
+	// Mask, when set, is the system.log.mask of the policy revision that decided, applied instead
+	// of the Logger's (SetMask): the sidecar's mask is swapped with its policy.
+	Mask *Mask `json:"-"`
+
 	// mgmtproxy's fields.
 
 	Calls   []Call   `json:"logto_calls,omitempty"` // the Management API calls made, in order

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/orgauthz/orgauthz/decision"
+	"github.com/orgauthz/orgauthz/decisionlog"
 	"github.com/orgauthz/orgauthz/internal/confload"
 	"github.com/orgauthz/orgauthz/sidecar/internal/policy"
 	"github.com/orgauthz/orgauthz/sidecar/internal/token"
@@ -98,6 +99,10 @@ type Config struct {
 	RedisPasswordFile      string `flag:"redis-password-file" usage:"file holding the password of the --revocation-store Redis"`
 	RedisPassword          string `flag:"-" env:"ORGAUTHZ_REDIS_PASSWORD" usage:"the --revocation-store Redis password (instead of --redis-password-file)"`
 	LogtoWebhookSecretFile string `flag:"logto-webhook-secret-file" usage:"file holding the Logto webhook signing key; enables POST /logto/webhooks on --http-addr (and mgmtproxy's --revocation-notify)"`
+	// DecisionLog is the audit stream's sink: stdout, a file path (append-only, mode 0600, reopened
+	// on rotation and SIGHUP) or off. One JSON record per decision, whatever --log-level says.
+	// Default stdout; the operational log stays on stderr.
+	DecisionLog string `flag:"decision-log" usage:"audit stream of every decision, one JSON object per line: stdout, a file PATH or off (independent of --log-level)"`
 }
 
 // Default returns the Config with every default filled in.
@@ -116,6 +121,7 @@ func Default() Config {
 		JWKSRefresh:    5 * time.Minute,
 
 		RevocationStore: "memory",
+		DecisionLog:     decisionlog.SinkStdout,
 	}
 }
 
@@ -216,6 +222,9 @@ func (c Config) Validate() (*Valid, error) {
 	}
 	if v.revoc, err = c.revocationConfig(); err != nil {
 		errs = append(errs, err)
+	}
+	if err := decisionlog.CheckSink(c.DecisionLog); err != nil {
+		bad("--decision-log: %w", err)
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)

@@ -52,6 +52,7 @@ func TestConfigValidate(t *testing.T) {
 		TrustedProxies: []string{"10.0.0.0/33", "not-an-ip"},
 		MaxBodyBytes:   -1,
 		JWKSRefresh:    time.Second,
+		DecisionLog:    "/no/such/dir/d.jsonl",
 	}
 	_, err = bad.Validate()
 	if err == nil {
@@ -62,14 +63,15 @@ func TestConfigValidate(t *testing.T) {
 		"--admin-resource must differ", "--policies is required", `--grpc-addr "nope"`, `--http-addr "127.0.0.1:0"`,
 		"--decision-key is required", "--decision-ttl", "--clock-skew", "--token-cache-size", "--log-level",
 		`"HS256"`, `"none"`, `"10.0.0.0/33"`, `"not-an-ip"`, "--max-body-bytes", "--jwks-refresh",
+		"--decision-log: decisionlog: sink \"/no/such/dir/d.jsonl\"",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate error lacks %q:\n%v", want, err)
 		}
 	}
 	var joined interface{ Unwrap() []error }
-	if !errors.As(err, &joined) || len(joined.Unwrap()) != 17 {
-		t.Errorf("Validate reported %d problems, want each of 17 separately:\n%v", len(joined.Unwrap()), err)
+	if !errors.As(err, &joined) || len(joined.Unwrap()) != 18 {
+		t.Errorf("Validate reported %d problems, want each of 18 separately:\n%v", len(joined.Unwrap()), err)
 	}
 	none := Config{}
 	_, err = none.Validate()

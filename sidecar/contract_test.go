@@ -168,8 +168,8 @@ func TestRealEnvoyCheckRequest(t *testing.T) {
 		t.Fatalf("parseRequest(capture) refused: %+v", rej)
 	}
 	if req.method != "POST" || req.path != "/people" || !slices.Equal(req.segments, []string{"people"}) ||
-		!slices.Equal(req.query["lang"], []string{"en"}) || req.host != "192.168.99.206:30164" || req.id != "7bca5c86-bf55-432c-b212-8c0f1dc999ec" {
-		t.Errorf("parseRequest(capture) = %s %s %q %v host %s id %s", req.method, req.path, req.segments, req.query, req.host, req.id)
+		!slices.Equal(req.query["lang"], []string{"en"}) || req.host != "192.168.99.206:30164" || req.requestID != "7bca5c86-bf55-432c-b212-8c0f1dc999ec" {
+		t.Errorf("parseRequest(capture) = %s %s %q %v host %s request id %s", req.method, req.path, req.segments, req.query, req.host, req.requestID)
 	}
 	if want := ast.MustParseTerm(`{"firstname": "Charlie", "lastname": "Opa"}`).Value; req.body == nil || req.body.Compare(want) != 0 {
 		t.Errorf("body = %v, want %v", req.body, want)

@@ -50,6 +50,7 @@ func FuzzCheckRequest(f *testing.F) {
 	cfg.DecisionKey = priv
 	ctx, cancel := context.WithCancel(context.Background())
 	f.Cleanup(cancel)
+	cfg.DecisionLog = "off"
 	valid, err := cfg.Validate()
 	if err != nil {
 		f.Fatal(err)

@@ -58,6 +58,7 @@ type harness struct {
 	httpURL  string
 	grpcLn   string
 	logs     *syncBuffer
+	auditLog string // the --decision-log file
 	verifier *decision.Verifier
 	// envoyMaxBody is Envoy's max_request_bytes; 0 means the sidecar's --max-body-bytes.
 	envoyMaxBody int
@@ -101,11 +102,12 @@ func newHarnessWith(t testing.TB, wantReady bool, before func(*Server), opts ...
 	cfg.Policies = policiesDir
 	cfg.DecisionKey = priv
 	cfg.DecisionTTL = 10 * time.Second
+	cfg.DecisionLog = filepath.Join(dir, "decisions.jsonl")
 	for _, o := range opts {
 		o(&cfg)
 	}
 
-	h := &harness{logto: logto, cfg: cfg, logs: &syncBuffer{}, verifier: verifier}
+	h := &harness{logto: logto, cfg: cfg, logs: &syncBuffer{}, auditLog: cfg.DecisionLog, verifier: verifier}
 	ctx, cancel := context.WithCancel(context.Background())
 	valid, err := cfg.Validate()
 	if err != nil {
@@ -173,9 +175,11 @@ func (h *harness) remember(tok string) string {
 	return tok
 }
 
-// assertNoTokenLogged fails when any minted token, or its signature alone, appears in the logs.
+// assertNoTokenLogged fails when any minted token, or its signature alone, appears in the logs
+// or the audit records.
 func (h *harness) assertNoTokenLogged(t testing.TB) {
-	logs := h.logs.String()
+	audit, _ := os.ReadFile(h.auditLog)
+	logs := h.logs.String() + string(audit)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, tok := range h.tokens {

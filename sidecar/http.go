@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/orgauthz/orgauthz/decisionlog"
 	"github.com/orgauthz/orgauthz/revocation"
 )
 
@@ -102,24 +103,21 @@ func writeStatus(w http.ResponseWriter, status int, body any) {
 // names the headers to strip from the request in x-envoy-auth-headers-to-remove.
 func (s *Server) serveCheck(w http.ResponseWriter, r *http.Request, read func(*http.Request) (*rawRequest, *verdict), envoy bool) {
 	start := time.Now()
-	id := ""
+	id := decisionlog.NewID()
 	defer func() {
 		if p := recover(); p != nil {
-			if id == "" {
-				id = requestID("")
-			}
 			v := &verdict{status: http.StatusServiceUnavailable, reason: reasonInternalError, err: fmt.Errorf("sidecar: HTTP check panicked: %v", p)}
-			s.record(id, nil, v, start)
+			s.record(&rawRequest{id: id}, nil, v, start)
 			writeHTTP(w, id, v)
 		}
 	}()
 	raw, v := read(r)
-	id = raw.id
+	raw.id = id
 	var req *request
 	if v == nil {
 		req, v = s.decide(r.Context(), raw)
 	}
-	s.record(id, req, v, start)
+	s.record(raw, req, v, start)
 	if envoy && v.allowed() {
 		w.Header().Set(envoyHeadersToRemove, strings.Join(headersToRemove(req, id, v), ","))
 	}
@@ -139,7 +137,7 @@ func httpRawRequest(r *http.Request) *rawRequest {
 	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
 		raw.source = ap.Addr().Unmap().String()
 	}
-	raw.id = requestID(raw.headers["x-request-id"])
+	raw.requestID = raw.headers["x-request-id"]
 	return raw
 }
 

@@ -56,7 +56,7 @@ func TestDecisionLog(t *testing.T) {
 	if route := allowResp.GetDynamicMetadata().AsMap()["route"]; route != "POST /api/organizations/{orgId}/users" {
 		t.Errorf("dynamic metadata route = %v", route)
 	}
-	// Envoy (and envoyclient) replace a client's x-request-id with their own; that is the id.
+	// The decision id is the sidecar's own, never a client's or Envoy's x-request-id.
 	ids := map[string]string{"allow": allow.headers[headerDecisionID], "deny": deny.headers[headerDecisionID], "bad": bad.headers[headerDecisionID]}
 	for k, id := range ids {
 		if id == "" || id == "req-"+k+"-1" {

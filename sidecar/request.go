@@ -2,8 +2,6 @@ package sidecar
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,16 +15,16 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 
 	"github.com/orgauthz/orgauthz/decision"
+	"github.com/orgauthz/orgauthz/decisionlog"
 	"github.com/orgauthz/orgauthz/sidecar/internal/token"
 )
 
 // Bounds on what a request may carry into the policy. Larger requests are refused (400) or, for
 // a body, given to the policy as null.
 const (
-	maxQueryBytes   = 8 << 10
-	maxQueryParams  = 100
-	maxJSONDepth    = 32
-	maxRequestIDLen = 128
+	maxQueryBytes  = 8 << 10
+	maxQueryParams = 100
+	maxJSONDepth   = 32
 )
 
 // Reasons for requests refused before the token or the policy is looked at. Each is a response
@@ -52,7 +50,8 @@ var methodOverrideHeaders = []string{"x-http-method-override", "x-http-method", 
 // rawRequest is what a proxy told us about one request, before any checking: the common form of
 // a CheckRequest and of the HTTP check endpoints' requests.
 type rawRequest struct {
-	id         string            // decision id: the proxy's x-request-id when sane, else random
+	id         string            // decision id: decisionlog.NewID, never taken from the request
+	requestID  string            // the client's or proxy's X-Request-Id, for the audit record only
 	method     string            // as sent
 	target     string            // raw request target: path and query, nothing decoded
 	host       string            // authority
@@ -126,7 +125,7 @@ func fromCheckRequest(in *authv3.CheckRequest) *rawRequest {
 	if raw.host == "" {
 		raw.host = raw.headers[":authority"]
 	}
-	raw.id = requestID(raw.headers["x-request-id"])
+	raw.id, raw.requestID = decisionlog.NewID(), raw.headers["x-request-id"]
 	return raw
 }
 
@@ -149,18 +148,6 @@ func envoyBodyIncomplete(headers map[string]string, body []byte) bool {
 	n, err := strconv.ParseUint(cl, 10, 63)
 	return err != nil || n != uint64(len(body))
 }
-
-// requestID returns id when it is a short run of safe characters, else a random id.
-func requestID(id string) string {
-	if id != "" && len(id) <= maxRequestIDLen && strings.Trim(id, idChars) == "" {
-		return id
-	}
-	var b [16]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
-const idChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_."
 
 // parseRequest checks raw as DESIGN's request flow steps 1 to 3 say. A rejection is a 400 or a
 // 401 decided before the token is verified or the policy runs.

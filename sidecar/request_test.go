@@ -125,18 +125,6 @@ func TestParseQuery(t *testing.T) {
 	}
 }
 
-func TestRequestID(t *testing.T) {
-	if got := requestID("0f1e-2d3c_4b.5a"); got != "0f1e-2d3c_4b.5a" {
-		t.Errorf("requestID(safe) = %q, want it kept", got)
-	}
-	for _, hostile := range []string{"", "a b", "a\nb", `a"b`, strings.Repeat("a", maxRequestIDLen+1), "<script>"} {
-		got := requestID(hostile)
-		if got == hostile || len(got) != 32 {
-			t.Errorf("requestID(%.20q) = %q, want a fresh random id", hostile, got)
-		}
-	}
-}
-
 func TestInputDocument(t *testing.T) {
 	raw := &rawRequest{
 		method: "POST", target: "/api/organizations/o1/users?page=1", host: "app.example.com", source: "10.0.0.7",

@@ -45,6 +45,7 @@ type verdict struct {
 	signed  string            // allow: the signed decision
 	err     error             // the fault behind a 503, for the log only
 	dropped []string          // policy header names refused, for the log
+	eval    *evaluation       // the policy's evaluation, nil when the policy did not run
 }
 
 func (v *verdict) allowed() bool { return v.status == http.StatusOK }

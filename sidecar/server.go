@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/orgauthz/orgauthz/decision"
+	"github.com/orgauthz/orgauthz/decisionlog"
 	"github.com/orgauthz/orgauthz/revocation"
 	"github.com/orgauthz/orgauthz/sidecar/internal/policy"
 	"github.com/orgauthz/orgauthz/sidecar/internal/token"
@@ -53,6 +54,9 @@ type Server struct {
 	// beforeEval, when set, runs in the decision path after the request is checked: tests use it
 	// to inject a panic.
 	beforeEval func()
+
+	// auditState is the --decision-log stream, closed when ServeListeners returns.
+	auditState auditState
 }
 
 // New builds a Server from a validated configuration. The token key sets start loading and the
@@ -86,6 +90,9 @@ func New(ctx context.Context, v *Valid, logger *slog.Logger) (*Server, error) {
 		logger.Error("policy not loaded: every check answers 503 until a policy loads", "dir", cfg.Policies, "err", err)
 	} else {
 		logger.Info("policy loaded", "dir", cfg.Policies, "revision", s.policy.Stats().Revision)
+	}
+	if err := s.openAudit(); err != nil {
+		return nil, fmt.Errorf("sidecar: --decision-log: %w", err)
 	}
 	go func() {
 		err := s.policy.Watch(ctx, func(err error) {
@@ -196,6 +203,9 @@ func (s *Server) ServeListeners(ctx context.Context, grpcLn, httpLn net.Listener
 	if err := s.revoc.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("sidecar: revocation store: %w", err))
 	}
+	if err := s.auditState.log.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("sidecar: --decision-log: %w", err))
+	}
 	return errors.Join(errs...)
 }
 
@@ -207,20 +217,17 @@ func (s *Server) Check(ctx context.Context, in *authv3.CheckRequest) (resp *auth
 	var raw *rawRequest
 	defer func() {
 		if p := recover(); p != nil {
-			id := ""
-			if raw != nil {
-				id = raw.id
-			} else {
-				id = requestID("")
+			if raw == nil {
+				raw = &rawRequest{id: decisionlog.NewID()}
 			}
 			v := &verdict{status: http.StatusServiceUnavailable, reason: reasonInternalError, err: fmt.Errorf("sidecar: check panicked: %v", p)}
-			s.record(id, nil, v, start)
-			resp, err = checkResponse(nil, id, v), nil
+			s.record(raw, nil, v, start)
+			resp, err = checkResponse(nil, raw.id, v), nil
 		}
 	}()
 	raw = fromCheckRequest(in)
 	req, v := s.decide(ctx, raw)
-	s.record(raw.id, req, v, start)
+	s.record(raw, req, v, start)
 	return checkResponse(req, raw.id, v), nil
 }
 
@@ -264,20 +271,26 @@ func (s *Server) decide(ctx context.Context, raw *rawRequest) (*request, *verdic
 	if err != nil {
 		return unavailable(reasonPolicyError, err)
 	}
+	evalStart := time.Now()
 	d, err := s.policy.Eval(ctx, input)
+	ev := evaluation{input: input, decision: d, duration: time.Since(evalStart)}
 	switch {
 	case errors.Is(err, policy.ErrNotReady):
 		return unavailable(reasonNotReady, err)
 	case err != nil:
-		return unavailable(reasonPolicyError, err)
+		// No decision, so no mask to apply: the record keeps the timing, never the input.
+		req, v := unavailable(reasonPolicyError, err)
+		v.eval, v.claims = &evaluation{duration: ev.duration}, claims
+		return req, v
 	}
 	// policy.Eval guarantees a deny's status is 400, 401 or 403 and that an allow names its route.
 	if !d.Allow {
-		return req, &verdict{status: d.Status, reason: reasonCode(d.Reason, "denied"), scopes: d.RequiredScopes, claims: claims}
+		return req, &verdict{status: d.Status, reason: reasonCode(d.Reason, "denied"), scopes: d.RequiredScopes, claims: claims, eval: &ev}
 	}
-	v := &verdict{status: http.StatusOK, reason: reasonCode(d.Reason, "allowed"), route: d.Route, claims: claims}
+	v := &verdict{status: http.StatusOK, reason: reasonCode(d.Reason, "allowed"), route: d.Route, claims: claims, eval: &ev}
 	v.headers, v.dropped = filterPolicyHeaders(d.Headers)
-	dc := decision.Claims{Method: req.method, Path: req.path, Route: d.Route}
+	// The decision's jti is the decision id: the audit records of the sidecar and mgmtproxy join on it.
+	dc := decision.Claims{ID: raw.id, Method: req.method, Path: req.path, Route: d.Route}
 	if len(req.rawRequest.body) > 0 {
 		// Bind the exact bytes the proxy showed us, so mgmtproxy refuses any other body with this decision.
 		dc.Body = decision.BodyHash(req.rawRequest.body)
@@ -302,12 +315,14 @@ func reasonCode(reason, fallback string) string {
 	return fallback
 }
 
-// record counts the verdict and writes its one log line. Never a token, never a header value.
-func (s *Server) record(id string, req *request, v *verdict, start time.Time) {
+// record counts the verdict, writes its one log line and submits its audit record. Never a
+// token, never a header value in the log line.
+func (s *Server) record(raw *rawRequest, req *request, v *verdict, start time.Time) {
 	latency := time.Since(start)
 	s.metrics.observe(v, latency)
+	s.audit(raw, req, v, latency)
 	attrs := []slog.Attr{
-		slog.String("decision_id", id),
+		slog.String("decision_id", raw.id),
 		slog.String("result", v.result()),
 		slog.Int("status", v.status),
 		slog.String("reason", v.reason),

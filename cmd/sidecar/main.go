@@ -4,6 +4,7 @@
 //	sidecar [flags]                                  serve until SIGINT or SIGTERM
 //	sidecar --check [flags]                          validate the configuration, load the key, compile the policies, fetch the issuers' keys
 //	sidecar keygen --private key.pem --public pub.pem  write an Ed25519 key pair for signed decisions
+//	sidecar explain [flags] METHOD URL               answer one request as the server would and say why
 package main
 
 import (
@@ -52,7 +53,9 @@ was GC marking), RSS about 145 MB with 100 000 cached tokens.
 Exit status: 0 after --check or --help; 2 for an invalid configuration, with every problem on
 stderr; 1 when serving fails, e.g. a listen address already in use.
 
-  sidecar keygen --private PATH --public PATH   writes an Ed25519 key pair (never overwrites)`
+  sidecar keygen --private PATH --public PATH   writes an Ed25519 key pair (never overwrites)
+  sidecar explain [--policies DIR] [--token JWT --issuer URL | --claims FILE] [--header K:V]... [--body FILE] METHOD URL
+                                                answers one request as the server would and says why (explain --help)`
 
 func main() {
 	tuneGC(os.Getenv)
@@ -80,6 +83,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if len(args) > 0 && args[0] == "keygen" {
 		return keygen(args[1:], stderr)
+	}
+	if len(args) > 0 && args[0] == "explain" {
+		return explain(ctx, args[1:], getenv, stdout, stderr)
 	}
 	cfg := sidecar.Default()
 	res, err := confload.Load(&cfg, confload.Options{Name: "sidecar", Args: args, Getenv: getenv, Output: stderr, About: about,

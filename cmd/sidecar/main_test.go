@@ -147,7 +147,7 @@ func TestHelpListsEveryFlag(t *testing.T) {
 	}
 	for _, name := range []string{"issuer", "api-resource", "admin-resource", "policies", "grpc-addr", "http-addr",
 		"decision-key", "decision-ttl", "clock-skew", "token-cache-size", "log-level", "algorithms", "trusted-proxy",
-		"grpc-reflection", "max-body-bytes", "jwks-refresh", "config", "check", "keygen"} {
+		"grpc-reflection", "max-body-bytes", "jwks-refresh", "decision-log", "config", "check", "keygen", "explain"} {
 		if !strings.Contains(stderr.String(), name) {
 			t.Errorf("--help does not mention %s", name)
 		}
@@ -247,14 +247,7 @@ func TestServesWithoutPolicy(t *testing.T) {
 // TestCheckFetchesIssuers: --check fetches each issuer's discovery and JWKS once: fine for the Logto
 // emulator, a failure naming the issuer when nothing answers there; --check-offline skips it.
 func TestCheckFetchesIssuers(t *testing.T) {
-	logto, err := fakelogto.New(fakelogto.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := logto.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { logto.Close() })
+	logto := startLogto(t)
 	key := keypair(t)
 	args := func(issuer string, extra ...string) []string {
 		return append([]string{"--check", "--issuer", issuer, "--api-resource", "https://api.example.com",
@@ -266,11 +259,25 @@ func TestCheckFetchesIssuers(t *testing.T) {
 	if err := run(t.Context(), args(logto.Issuer()), none, &stdout, &stderr); err != nil {
 		t.Errorf("--check against the emulator = %v", err)
 	}
-	err = run(t.Context(), args(down), none, &stdout, &stderr)
+	err := run(t.Context(), args(down), none, &stdout, &stderr)
 	if err == nil || !strings.Contains(err.Error(), down) || !strings.Contains(err.Error(), "discovery") {
 		t.Errorf("--check with nothing at the issuer = %v, want a discovery failure naming it", err)
 	}
 	if err := run(t.Context(), args(down, "--check-offline"), none, &stdout, &stderr); err != nil {
 		t.Errorf("--check --check-offline = %v, want nil", err)
 	}
+}
+
+// startLogto starts a Logto emulator on loopback for the test.
+func startLogto(t *testing.T) *fakelogto.Server {
+	t.Helper()
+	logto, err := fakelogto.New(fakelogto.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := logto.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { logto.Close() })
+	return logto
 }

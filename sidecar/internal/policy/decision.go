@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/orgauthz/orgauthz/decisionlog"
 )
 
 // Decision is the policy's answer for one request.
@@ -22,6 +24,10 @@ type Decision struct {
 	Headers map[string]string
 	// RequiredScopes lists the scopes a deny found missing.
 	RequiredScopes []string
+	// Revision and Mask are the deciding policy's revision and its system.log.mask (nil when
+	// none), for the decision's audit record.
+	Revision string
+	Mask     *decisionlog.Mask
 }
 
 // Decision object keys, as the policy contract names them.

@@ -25,6 +25,8 @@ import (
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/topdown"
+
+	"github.com/orgauthz/orgauthz/decisionlog"
 )
 
 // DefaultQuery is the document the sidecar asks for.
@@ -78,6 +80,7 @@ type prepared struct {
 	query    rego.PreparedEvalQuery
 	routes   *routeIndex
 	revision string
+	mask     *decisionlog.Mask // the directory's system.log.mask, nil when none
 }
 
 // New returns an Engine for the policy directory dir. It loads nothing:
@@ -222,7 +225,13 @@ func prepare(ctx context.Context, dir string, snap *snapshot, query string) (*pr
 	if err != nil {
 		return nil, fmt.Errorf("policy: prepare %s: %w", query, err)
 	}
-	return &prepared{query: pq, routes: routes, revision: snap.revision}, nil
+	// The audit mask is compiled with the policy and swapped with it: a mask that does not prepare
+	// rejects the load, as a policy error does.
+	mask, err := decisionlog.NewMask(ctx, compiler, store)
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	return &prepared{query: pq, routes: routes, revision: snap.revision, mask: mask}, nil
 }
 
 // keepValue hands results back as AST values: Eval reads the decision
@@ -259,14 +268,21 @@ var capabilities = sync.OnceValue(func() *ast.Capabilities {
 // sets input.request.route (see routes.go) when input has a request. Any
 // failure — no policy, an evaluation error, an undefined, conflicting or
 // malformed result — is an error, never a Decision.
-func (e *Engine) Eval(ctx context.Context, input ast.Value) (d Decision, err error) {
+func (e *Engine) Eval(ctx context.Context, input ast.Value) (Decision, error) {
 	p := e.current.Load()
 	if p == nil {
 		return Decision{}, ErrNotReady
 	}
+	d, _, err := e.eval(ctx, p, input, nil)
+	return d, err
+}
+
+// eval is Eval on the policy p, traced when tracer is not nil (Explain); it also returns the
+// decision document as the policy gave it.
+func (e *Engine) eval(ctx context.Context, p *prepared, input ast.Value, tracer topdown.QueryTracer) (d Decision, v ast.Value, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			d, err = Decision{}, fmt.Errorf("policy: evaluation panicked: %v", r)
+			d, v, err = Decision{}, nil, fmt.Errorf("policy: evaluation panicked: %v", r)
 		}
 	}()
 	if p.routes != nil {
@@ -277,28 +293,33 @@ func (e *Engine) Eval(ctx context.Context, input ast.Value) (d Decision, err err
 	cancel := topdown.NewCancel()
 	stop := context.AfterFunc(ctx, cancel.Cancel)
 	defer stop()
-	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(input), rego.EvalTime(e.now()),
-		rego.EvalExternalCancel(cancel), rego.EvalMetrics(metrics.NoOp()))
+	opts := []rego.EvalOption{rego.EvalParsedInput(input), rego.EvalTime(e.now()),
+		rego.EvalExternalCancel(cancel), rego.EvalMetrics(metrics.NoOp())}
+	if tracer != nil {
+		opts = append(opts, rego.EvalQueryTracer(tracer))
+	}
+	rs, err := p.query.Eval(ctx, opts...)
 	if err != nil {
-		return Decision{}, fmt.Errorf("policy: eval: %w", err)
+		return Decision{}, nil, fmt.Errorf("policy: eval: %w", err)
 	}
 	switch len(rs) {
 	case 0:
-		return Decision{}, fmt.Errorf("policy: %s is undefined", e.query)
+		return Decision{}, nil, fmt.Errorf("policy: %s is undefined", e.query)
 	case 1:
 	default:
-		return Decision{}, fmt.Errorf("policy: %s has %d results", e.query, len(rs))
+		return Decision{}, nil, fmt.Errorf("policy: %s has %d results", e.query, len(rs))
 	}
 	if len(rs[0].Expressions) != 1 {
-		return Decision{}, fmt.Errorf("policy: %s has %d expressions", e.query, len(rs[0].Expressions))
+		return Decision{}, nil, fmt.Errorf("policy: %s has %d expressions", e.query, len(rs[0].Expressions))
 	}
 	v, ok := rs[0].Expressions[0].Value.(ast.Value)
 	if !ok {
-		return Decision{}, fmt.Errorf("policy: %s: unexpected result type %T", e.query, rs[0].Expressions[0].Value)
+		return Decision{}, nil, fmt.Errorf("policy: %s: unexpected result type %T", e.query, rs[0].Expressions[0].Value)
 	}
 	d, err = parseDecision(v)
 	if err != nil {
-		return Decision{}, fmt.Errorf("policy: %s: %w", e.query, err)
+		return Decision{}, nil, fmt.Errorf("policy: %s: %w", e.query, err)
 	}
-	return d, nil
+	d.Revision, d.Mask = p.revision, p.mask
+	return d, v, nil
 }

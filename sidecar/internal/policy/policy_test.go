@@ -102,6 +102,10 @@ func (tc evalTest) run(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Eval() error = %v", err)
 	}
+	if got.Revision != e.Stats().Revision {
+		t.Errorf("Eval() revision %q, want the loaded %q", got.Revision, e.Stats().Revision)
+	}
+	got.Revision = ""
 	if !reflect.DeepEqual(got, tc.want) {
 		t.Errorf("Eval() = %+v, want %+v", got, tc.want)
 	}
