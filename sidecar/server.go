@@ -41,7 +41,7 @@ type Server struct {
 	log     *slog.Logger
 	tokens  *token.Verifier
 	policy  *policy.Engine
-	signer  *decision.Signer
+	signer  *signerFile
 	trusted []netip.Prefix
 	metrics *metrics
 	grpc    *grpc.Server
@@ -72,10 +72,11 @@ func New(ctx context.Context, v *Valid, logger *slog.Logger) (*Server, error) {
 		log:     logger,
 		tokens:  tokens,
 		policy:  policy.New(cfg.Policies, policy.Options{}),
-		signer:  v.signer,
+		signer:  newSignerFile(cfg.DecisionKey, v.signer, logger),
 		trusted: v.trusted,
 	}
 	s.metrics = newMetrics(s.tokens, s.policy, s.Ready)
+	go s.signer.watch(ctx)
 	if err := s.policy.Load(ctx); err != nil {
 		logger.Error("policy not loaded: every check answers 503 until a policy loads", "dir", cfg.Policies, "err", err)
 	} else {
