@@ -32,7 +32,7 @@ const envoyHeadersToRemove = "x-envoy-auth-headers-to-remove"
 //	/healthz        200 while the process runs
 //	/readyz         200 when keys (of some issuer) and a policy are loaded, else 503; says per issuer
 //	                what is wrong with its keys ("ok" when nothing)
-//	/metrics        Prometheus metrics of this Server
+//	/metrics        Prometheus metrics of this Server, unless --metrics-addr serves them there only
 //	/envoy/…        Envoy's HTTP ext_authz mode: the original method, the original target after /envoy,
 //	                the body when Envoy sends it (with_request_body); only from --trusted-proxy peers
 //	/forward-auth   nginx auth_request, Caddy forward_auth, Traefik forwardAuth: the original method and
@@ -76,6 +76,10 @@ func (s *Server) Handler() http.Handler {
 				Issuers map[string]string `json:"issuers"`
 			}{keys, pol, issuers})
 		case "/metrics":
+			if s.cfg.MetricsAddr != "" { // served on --metrics-addr only
+				http.NotFound(w, r)
+				return
+			}
 			metrics.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)

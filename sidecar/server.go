@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"regexp"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -46,6 +47,8 @@ type Server struct {
 	metrics *metrics
 	grpc    *grpc.Server
 	http    *http.Server
+
+	metricsAddr atomic.Value // string: where --metrics-addr listens, once it does
 
 	// beforeEval, when set, runs in the decision path after the request is checked: tests use it
 	// to inject a panic.
@@ -142,12 +145,18 @@ func (s *Server) Serve(ctx context.Context) error {
 	return s.ServeListeners(ctx, gl, hl)
 }
 
-// ServeListeners serves gRPC on grpcLn and HTTP on httpLn until ctx ends or either server fails,
-// then stops both gracefully (in-flight checks finish, at most shutdownTimeout). It takes
+// ServeListeners serves gRPC on grpcLn, HTTP on httpLn and, when --metrics-addr is set, /metrics on
+// a listener of its own at that address, until ctx ends or a server fails, then stops them gracefully (in-flight checks finish, at most shutdownTimeout). It takes
 // ownership of the listeners and may be called once.
 func (s *Server) ServeListeners(ctx context.Context, grpcLn, httpLn net.Listener) error {
-	s.log.Info("sidecar serving", "grpc", grpcLn.Addr().String(), "http", httpLn.Addr().String())
-	errc := make(chan error, 2)
+	metricsSrv, metricsLn, err := s.listenMetrics()
+	if err != nil {
+		grpcLn.Close()
+		httpLn.Close()
+		return err
+	}
+	s.log.Info("sidecar serving", "grpc", grpcLn.Addr().String(), "http", httpLn.Addr().String(), "metrics", s.cfg.MetricsAddr)
+	errc := make(chan error, 3)
 	go func() {
 		if err := s.grpc.Serve(grpcLn); err != nil {
 			errc <- fmt.Errorf("sidecar: gRPC: %w", err)
@@ -163,8 +172,19 @@ func (s *Server) ServeListeners(ctx context.Context, grpcLn, httpLn net.Listener
 		errc <- nil
 	}()
 
-	var errs []error
 	pending := 2
+	if metricsSrv != nil {
+		pending++
+		go func() {
+			if err := metricsSrv.Serve(metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("sidecar: metrics HTTP: %w", err)
+				return
+			}
+			errc <- nil
+		}()
+	}
+
+	var errs []error
 	select {
 	case <-ctx.Done():
 	case err := <-errc:
@@ -184,6 +204,9 @@ func (s *Server) ServeListeners(ctx context.Context, grpcLn, httpLn net.Listener
 	defer cancel()
 	if err := s.http.Shutdown(sctx); err != nil {
 		errs = append(errs, fmt.Errorf("sidecar: HTTP shutdown: %w", err))
+	}
+	if metricsSrv != nil {
+		metricsSrv.Close() // a scrape needs no grace
 	}
 	for ; pending > 0; pending-- {
 		errs = append(errs, <-errc)
