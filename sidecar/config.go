@@ -22,6 +22,7 @@ import (
 
 	"github.com/orgauthz/orgauthz/decision"
 	"github.com/orgauthz/orgauthz/internal/confload"
+	"github.com/orgauthz/orgauthz/internal/tracing"
 	"github.com/orgauthz/orgauthz/sidecar/internal/policy"
 	"github.com/orgauthz/orgauthz/sidecar/internal/token"
 )
@@ -179,7 +180,7 @@ func (c Config) Validate() (*Valid, error) {
 		}
 	}
 	if c.OTLPEndpoint != "" {
-		if err := checkOTLPEndpoint(c.OTLPEndpoint); err != nil {
+		if err := tracing.CheckEndpoint(c.OTLPEndpoint); err != nil {
 			bad("--otlp-endpoint: %w", err)
 		}
 	}

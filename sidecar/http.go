@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Reasons of the HTTP check endpoints' own refusals.
@@ -100,6 +101,7 @@ func writeStatus(w http.ResponseWriter, status int, body any) {
 func (s *Server) serveCheck(w http.ResponseWriter, r *http.Request, read func(*http.Request) (*rawRequest, *verdict), envoy bool) {
 	start := time.Now()
 	id := ""
+	var span trace.Span
 	defer func() {
 		if p := recover(); p != nil {
 			if id == "" {
@@ -107,16 +109,19 @@ func (s *Server) serveCheck(w http.ResponseWriter, r *http.Request, read func(*h
 			}
 			v := &verdict{status: http.StatusServiceUnavailable, reason: reasonInternalError, err: fmt.Errorf("sidecar: HTTP check panicked: %v", p)}
 			s.record(id, nil, v, start)
+			endSpan(span, id, nil, v)
 			writeHTTP(w, id, v)
 		}
 	}()
 	raw, v := read(r)
 	id = raw.id
+	ctx, span := s.startSpan(r.Context(), raw)
 	var req *request
 	if v == nil {
-		req, v = s.decide(r.Context(), raw)
+		req, v = s.decide(ctx, raw)
 	}
 	s.record(id, req, v, start)
+	endSpan(span, id, req, v)
 	if envoy && v.allowed() {
 		w.Header().Set(envoyHeadersToRemove, strings.Join(headersToRemove(req, id, v), ","))
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/net/http/httpguts"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -23,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/orgauthz/orgauthz/decision"
+	"github.com/orgauthz/orgauthz/internal/tracing"
 	"github.com/orgauthz/orgauthz/sidecar/internal/policy"
 	"github.com/orgauthz/orgauthz/sidecar/internal/token"
 )
@@ -48,7 +50,8 @@ type Server struct {
 	grpc    *grpc.Server
 	http    *http.Server
 
-	metricsAddr atomic.Value // string: where --metrics-addr listens, once it does
+	metricsAddr atomic.Value      // string: where --metrics-addr listens, once it does
+	tracing     *tracing.Provider // nil when --otlp-endpoint is empty
 
 	// beforeEval, when set, runs in the decision path after the request is checked: tests use it
 	// to inject a panic.
@@ -80,6 +83,9 @@ func New(ctx context.Context, v *Valid, logger *slog.Logger) (*Server, error) {
 	}
 	s.metrics = newMetrics(s.tokens, s.policy, s.Ready)
 	go s.signer.watch(ctx)
+	if err := s.startTracing(); err != nil {
+		return nil, err
+	}
 	if err := s.policy.Load(ctx); err != nil {
 		logger.Error("policy not loaded: every check answers 503 until a policy loads", "dir", cfg.Policies, "err", err)
 	} else {
@@ -208,6 +214,7 @@ func (s *Server) ServeListeners(ctx context.Context, grpcLn, httpLn net.Listener
 	if metricsSrv != nil {
 		metricsSrv.Close() // a scrape needs no grace
 	}
+	s.stopTracing(sctx)
 	for ; pending > 0; pending-- {
 		errs = append(errs, <-errc)
 	}
@@ -220,6 +227,7 @@ func (s *Server) ServeListeners(ctx context.Context, grpcLn, httpLn net.Listener
 func (s *Server) Check(ctx context.Context, in *authv3.CheckRequest) (resp *authv3.CheckResponse, err error) {
 	start := time.Now()
 	var raw *rawRequest
+	var span trace.Span
 	defer func() {
 		if p := recover(); p != nil {
 			id := ""
@@ -230,12 +238,15 @@ func (s *Server) Check(ctx context.Context, in *authv3.CheckRequest) (resp *auth
 			}
 			v := &verdict{status: http.StatusServiceUnavailable, reason: reasonInternalError, err: fmt.Errorf("sidecar: check panicked: %v", p)}
 			s.record(id, nil, v, start)
+			endSpan(span, id, nil, v)
 			resp, err = checkResponse(nil, id, v), nil
 		}
 	}()
 	raw = fromCheckRequest(in)
+	ctx, span = s.startSpan(ctx, raw)
 	req, v := s.decide(ctx, raw)
 	s.record(raw.id, req, v, start)
+	endSpan(span, raw.id, req, v)
 	return checkResponse(req, raw.id, v), nil
 }
 
