@@ -156,4 +156,3 @@ func withHeader(in *authv3.CheckRequest, k, v string) *authv3.CheckRequest {
 	in.GetAttributes().GetRequest().GetHttp().GetHeaders()[k] = v
 	return in
 }
-
