@@ -38,6 +38,10 @@ issuer's discovery document and JWKS once (failing on a 404, another issuer's di
 key; --check-offline skips this) and prints "sidecar: configuration ok". Serving starts without a loadable policy: not ready, every check 503,
 until a good policy appears in --policies.
 
+--decision-key is reread when the file changes (rotation without restart; a broken file leaves the
+last good key signing). --metrics-addr moves /metrics to an address of its own. --otlp-endpoint sends
+a span per check to an OTLP/HTTP collector, continuing the W3C traceparent of the checked request.
+
 Exit status: 0 after --check or --help; 2 for an invalid configuration, with every problem on
 stderr; 1 when serving fails, e.g. a listen address already in use.
 
