@@ -72,6 +72,7 @@ func TestPolicyContract(t *testing.T) {
 				t.Fatal(err)
 			}
 			write(t, filepath.Join(dir, "orgauthz", "decision.rego"), "package orgauthz\n\n"+tc.rego+"\n")
+			writeRoutes(t, dir)
 			h := newHarness(t, true, func(c *Config) { c.Policies = dir })
 			tok := h.mint(*org("o1", "org:read"))
 			a := readAnswer(h.check(t, envoyRequest("GET", "/api/organizations", map[string]string{"Authorization": "Bearer " + tok}, "")))
@@ -97,6 +98,11 @@ func TestPolicyContract(t *testing.T) {
 	}
 }
 
+// writeRoutes gives a test policy in dir the one-row route table that loading requires.
+func writeRoutes(t *testing.T, dir string) {
+	write(t, filepath.Join(dir, "orgauthz", "data.json"), `{"routes": [{"method": "GET", "path": "/x"}]}`)
+}
+
 // TestInputToken: input.token holds the verified facts, and input.token.claims every claim of the
 // payload exactly, Logto's and any other.
 func TestInputToken(t *testing.T) {
@@ -104,6 +110,7 @@ func TestInputToken(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(dir, "orgauthz"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	writeRoutes(t, dir)
 	write(t, filepath.Join(dir, "orgauthz", "decision.rego"), `package orgauthz
 
 decision := {"allow": true, "reason": "echo", "route": "GET /x", "headers": {

@@ -404,9 +404,10 @@ func validHeader(key, value string) bool {
 func applyHeader(h http.Header, opt *corev3.HeaderValueOption, localReply bool) {
 	key, value := opt.GetHeader().GetKey(), opt.GetHeader().GetValue()
 	exists := len(h.Values(key)) > 0
+	//lint:ignore SA1019 Envoy still honours the deprecated append field, so its faithful client must too.
 	if opt.GetAppend() != nil {
 		switch {
-		case !opt.GetAppend().GetValue():
+		case !opt.GetAppend().GetValue(): //lint:ignore SA1019 as above
 			h.Set(key, value)
 		case localReply:
 			h.Add(key, value)

@@ -271,7 +271,7 @@ func TestNewCheckRequestRejectsBadInput(t *testing.T) {
 func header(key, value string, appendVal *bool) *corev3.HeaderValueOption {
 	h := &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: key, Value: value}}
 	if appendVal != nil {
-		h.Append = wrapperspb.Bool(*appendVal)
+		h.Append = wrapperspb.Bool(*appendVal) //lint:ignore SA1019 the client must handle what a policy server may still send
 	}
 	return h
 }

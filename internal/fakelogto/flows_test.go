@@ -105,7 +105,7 @@ func fetchJWKS(t *testing.T, srv *Server) jose.JSONWebKeySet {
 // claims; ok is false when no published key verifies it.
 func verify(t *testing.T, srv *Server, tok string) (hdr jose.Header, claims map[string]any, ok bool) {
 	t.Helper()
-	jws, err := jose.ParseSigned(tok, []jose.SignatureAlgorithm{jose.ES384, jose.RS256})
+	jws, err := jose.ParseSignedCompact(tok, []jose.SignatureAlgorithm{jose.ES384, jose.RS256})
 	if err != nil {
 		t.Fatalf("parse token: %v", err)
 	}

@@ -6,7 +6,8 @@ package orgauthz
 #
 # Beware: in Rego `not f(x)` is undefined, not true, when x is undefined, so
 # a negation here names a helper rule (`not _has_token`) or calls a
-# function on a value that is always defined (`not _has_scope_of(column)`).
+# function on a value that is always defined
+# (`not _has_scope(object.get(column, "scope", null))`).
 
 # _has_token: the sidecar verified a token. It passes null when the request
 # carried none; anything but an object counts as none.
@@ -34,15 +35,6 @@ _column := column if {
 # _has_scope is exact, case-sensitive membership in the token's scopes,
 # which the sidecar split on U+0020 only. Never a substring test.
 _has_scope(scope) if {
-	is_string(scope)
-	is_array(input.token.scopes)
-	scope in input.token.scopes
-}
-
-# _has_scope_of: the token holds the column's scope (_has_scope inlined:
-# this runs on every request).
-_has_scope_of(column) if {
-	scope := column.scope
 	is_string(scope)
 	is_array(input.token.scopes)
 	scope in input.token.scopes

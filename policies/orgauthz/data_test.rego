@@ -8,21 +8,63 @@ import data.orgauthz
 # _design_rows: one allowed request per row of DESIGN's table, with the
 # admin scope the row needs and, where there is one, an org token's scope.
 _design_rows := [
-	{"method": "POST", "path": "/api/organizations", "route": "POST /api/organizations", "admin": "admin:org:write", "org": "org:create"},
+	{
+		"method": "POST", "path": "/api/organizations", "route": "POST /api/organizations", "admin": "admin:org:write",
+		"org": "org:create",
+	},
 	{"method": "GET", "path": "/api/organizations", "route": "GET /api/organizations", "admin": "admin:org:read"},
-	{"method": "GET", "path": "/api/organizations/o1", "route": "GET /api/organizations/{orgId}", "admin": "admin:org:read", "org": "org:read"},
-	{"method": "PATCH", "path": "/api/organizations/o1", "route": "PATCH /api/organizations/{orgId}", "admin": "admin:org:write", "org": "org:update"},
-	{"method": "DELETE", "path": "/api/organizations/o1", "route": "DELETE /api/organizations/{orgId}", "admin": "admin:org:write", "org": "org:delete"},
-	{"method": "GET", "path": "/api/organizations/o1/users", "route": "GET /api/organizations/{orgId}/users", "admin": "admin:org:read", "org": "member:read"},
-	{"method": "POST", "path": "/api/organizations/o1/users", "route": "POST /api/organizations/{orgId}/users", "admin": "admin:org:write", "org": "member:add"},
-	{"method": "DELETE", "path": "/api/organizations/o1/users/u2", "route": "DELETE /api/organizations/{orgId}/users/{userId}", "admin": "admin:org:write", "org": "member:remove"},
-	{"method": "GET", "path": "/api/organizations/o1/users/u2/roles", "route": "GET /api/organizations/{orgId}/users/{userId}/roles", "admin": "admin:org:read", "org": "member:read"},
-	{"method": "POST", "path": "/api/organizations/o1/users/u2/roles", "route": "POST /api/organizations/{orgId}/users/{userId}/roles", "admin": "admin:org:write", "org": "member:role"},
-	{"method": "PUT", "path": "/api/organizations/o1/users/u2/roles", "route": "PUT /api/organizations/{orgId}/users/{userId}/roles", "admin": "admin:org:write", "org": "member:role:admin"},
-	{"method": "DELETE", "path": "/api/organizations/o1/users/u2/roles/r1", "route": "DELETE /api/organizations/{orgId}/users/{userId}/roles/{roleId}", "admin": "admin:org:write", "org": "member:role:admin"},
-	{"method": "GET", "path": "/api/users/u2/organizations", "route": "GET /api/users/{userId}/organizations", "admin": "admin:org:read"},
+	{
+		"method": "GET", "path": "/api/organizations/o1", "route": "GET /api/organizations/{orgId}",
+		"admin": "admin:org:read", "org": "org:read",
+	},
+	{
+		"method": "PATCH", "path": "/api/organizations/o1", "route": "PATCH /api/organizations/{orgId}",
+		"admin": "admin:org:write", "org": "org:update",
+	},
+	{
+		"method": "DELETE", "path": "/api/organizations/o1", "route": "DELETE /api/organizations/{orgId}",
+		"admin": "admin:org:write", "org": "org:delete",
+	},
+	{
+		"method": "GET", "path": "/api/organizations/o1/users", "route": "GET /api/organizations/{orgId}/users",
+		"admin": "admin:org:read", "org": "member:read",
+	},
+	{
+		"method": "POST", "path": "/api/organizations/o1/users", "route": "POST /api/organizations/{orgId}/users",
+		"admin": "admin:org:write", "org": "member:add",
+	},
+	{
+		"method": "DELETE", "path": "/api/organizations/o1/users/u2",
+		"route": "DELETE /api/organizations/{orgId}/users/{userId}", "admin": "admin:org:write", "org": "member:remove",
+	},
+	{
+		"method": "GET", "path": "/api/organizations/o1/users/u2/roles",
+		"route": "GET /api/organizations/{orgId}/users/{userId}/roles", "admin": "admin:org:read", "org": "member:read",
+	},
+	{
+		"method": "POST", "path": "/api/organizations/o1/users/u2/roles",
+		"route": "POST /api/organizations/{orgId}/users/{userId}/roles", "admin": "admin:org:write",
+		"org": "member:role",
+	},
+	{
+		"method": "PUT", "path": "/api/organizations/o1/users/u2/roles",
+		"route": "PUT /api/organizations/{orgId}/users/{userId}/roles", "admin": "admin:org:write",
+		"org": "member:role:admin",
+	},
+	{
+		"method": "DELETE", "path": "/api/organizations/o1/users/u2/roles/r1",
+		"route": "DELETE /api/organizations/{orgId}/users/{userId}/roles/{roleId}", "admin": "admin:org:write",
+		"org": "member:role:admin",
+	},
+	{
+		"method": "GET", "path": "/api/users/u2/organizations", "route": "GET /api/users/{userId}/organizations",
+		"admin": "admin:org:read",
+	},
 	{"method": "POST", "path": "/bulk/organizations", "route": "POST /bulk/organizations", "admin": "admin:org:write"},
-	{"method": "POST", "path": "/bulk/organizations/delete", "route": "POST /bulk/organizations/delete", "admin": "admin:org:write"},
+	{
+		"method": "POST", "path": "/bulk/organizations/delete", "route": "POST /bulk/organizations/delete",
+		"admin": "admin:org:write",
+	},
 ]
 
 # A body every row's checks accept.
@@ -34,7 +76,10 @@ _real(method, path, body, token) := decision if {
 
 test_real_data_admin_rows if {
 	every row in _design_rows {
-		_real(row.method, row.path, {"name": "n"}, _admin([row.admin])) == {"allow": true, "reason": "admin_permission", "route": row.route, "headers": {}}
+		_real(row.method, row.path, {"name": "n"}, _admin([row.admin])) == {
+			"allow": true, "reason": "admin_permission", "route": row.route,
+			"headers": {},
+		}
 		_real(row.method, row.path, {"name": "n"}, _admin([])).required_scopes == [row.admin]
 	}
 }
@@ -113,9 +158,18 @@ test_real_data_safe_lists if {
 }
 
 test_real_data_self_role_change if {
-	_real("POST", "/api/organizations/o1/users/u1/roles", _design_body, _admin(["admin:org:write"])).reason == "self_role_change"
-	_real("PUT", "/api/organizations/o1/users/u1/roles", _design_body, _org("o1", ["member:role:admin"])).reason == "self_role_change"
-	_real("DELETE", "/api/organizations/o1/users/u1/roles/r1", null, _org("o1", ["member:role:admin"])).reason == "self_role_change"
+	_real(
+		"POST", "/api/organizations/o1/users/u1/roles", _design_body,
+		_admin(["admin:org:write"]),
+	).reason == "self_role_change"
+	_real(
+		"PUT", "/api/organizations/o1/users/u1/roles", _design_body,
+		_org("o1", ["member:role:admin"]),
+	).reason == "self_role_change"
+	_real(
+		"DELETE", "/api/organizations/o1/users/u1/roles/r1", null,
+		_org("o1", ["member:role:admin"]),
+	).reason == "self_role_change"
 }
 
 test_real_data_no_token if {

@@ -48,7 +48,7 @@ _verdict(route, kind, column) := _deny(403, "self_role_change") if {
 } else := _allow(route, kind.reason) if {
 	_has_scope(column.escalation_scope)
 } else := _missing_scope if {
-	not _has_scope_of(column)
+	not _has_scope(object.get(column, "scope", null))
 } else := _allow(route, kind.reason) if {
 	not column.body_keys_within
 	not column.role_names_within

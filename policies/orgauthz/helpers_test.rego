@@ -8,19 +8,60 @@ import data.orgauthz
 # _routes is the route table the tests state for themselves: DESIGN's
 # default table. data_test.rego checks the shipped data.json against DESIGN.
 _routes := [
-	{"method": "POST", "path": "/api/organizations", "org_token": {"scope": "org:create"}, "global_api_user": {"scope": "org:create"}, "admin": {"scope": "admin:org:write"}},
+	{
+		"method": "POST", "path": "/api/organizations", "org_token": {"scope": "org:create"},
+		"global_api_user": {"scope": "org:create"}, "admin": {"scope": "admin:org:write"},
+	},
 	{"method": "GET", "path": "/api/organizations", "admin": {"scope": "admin:org:read"}},
-	{"method": "GET", "path": "/api/organizations/{orgId}", "org_token": {"scope": "org:read"}, "admin": {"scope": "admin:org:read"}},
-	{"method": "PATCH", "path": "/api/organizations/{orgId}", "org_token": {"scope": "org:update", "body_keys_within": "updatable_fields"}, "admin": {"scope": "admin:org:write"}},
-	{"method": "DELETE", "path": "/api/organizations/{orgId}", "org_token": {"scope": "org:delete"}, "admin": {"scope": "admin:org:write"}},
-	{"method": "GET", "path": "/api/organizations/{orgId}/users", "org_token": {"scope": "member:read"}, "admin": {"scope": "admin:org:read"}},
-	{"method": "POST", "path": "/api/organizations/{orgId}/users", "org_token": {"scope": "member:add"}, "admin": {"scope": "admin:org:write"}},
-	{"method": "DELETE", "path": "/api/organizations/{orgId}/users/{userId}", "org_token": {"scope": "member:remove", "self_allowed": true}, "admin": {"scope": "admin:org:write"}},
-	{"method": "GET", "path": "/api/organizations/{orgId}/users/{userId}/roles", "org_token": {"scope": "member:read"}, "admin": {"scope": "admin:org:read"}},
-	{"method": "POST", "path": "/api/organizations/{orgId}/users/{userId}/roles", "not_self": true, "org_token": {"scope": "member:role", "role_names_within": "assignable_roles", "escalation_scope": "member:role:admin"}, "admin": {"scope": "admin:org:write"}},
-	{"method": "PUT", "path": "/api/organizations/{orgId}/users/{userId}/roles", "not_self": true, "org_token": {"scope": "member:role:admin"}, "admin": {"scope": "admin:org:write"}},
-	{"method": "DELETE", "path": "/api/organizations/{orgId}/users/{userId}/roles/{roleId}", "not_self": true, "org_token": {"scope": "member:role:admin"}, "admin": {"scope": "admin:org:write"}},
-	{"method": "GET", "path": "/api/users/{userId}/organizations", "user_self": true, "admin": {"scope": "admin:org:read"}},
+	{
+		"method": "GET", "path": "/api/organizations/{orgId}", "org_token": {"scope": "org:read"},
+		"admin": {"scope": "admin:org:read"},
+	},
+	{
+		"method": "PATCH", "path": "/api/organizations/{orgId}",
+		"org_token": {"scope": "org:update", "body_keys_within": "updatable_fields"},
+		"admin": {"scope": "admin:org:write"},
+	},
+	{
+		"method": "DELETE", "path": "/api/organizations/{orgId}", "org_token": {"scope": "org:delete"},
+		"admin": {"scope": "admin:org:write"},
+	},
+	{
+		"method": "GET", "path": "/api/organizations/{orgId}/users", "org_token": {"scope": "member:read"},
+		"admin": {"scope": "admin:org:read"},
+	},
+	{
+		"method": "POST", "path": "/api/organizations/{orgId}/users", "org_token": {"scope": "member:add"},
+		"admin": {"scope": "admin:org:write"},
+	},
+	{
+		"method": "DELETE", "path": "/api/organizations/{orgId}/users/{userId}",
+		"org_token": {"scope": "member:remove", "self_allowed": true}, "admin": {"scope": "admin:org:write"},
+	},
+	{
+		"method": "GET", "path": "/api/organizations/{orgId}/users/{userId}/roles",
+		"org_token": {"scope": "member:read"}, "admin": {"scope": "admin:org:read"},
+	},
+	{
+		"method": "POST", "path": "/api/organizations/{orgId}/users/{userId}/roles", "not_self": true,
+		"org_token": {
+			"scope": "member:role", "role_names_within": "assignable_roles",
+			"escalation_scope": "member:role:admin",
+		},
+		"admin": {"scope": "admin:org:write"},
+	},
+	{
+		"method": "PUT", "path": "/api/organizations/{orgId}/users/{userId}/roles", "not_self": true,
+		"org_token": {"scope": "member:role:admin"}, "admin": {"scope": "admin:org:write"},
+	},
+	{
+		"method": "DELETE", "path": "/api/organizations/{orgId}/users/{userId}/roles/{roleId}", "not_self": true,
+		"org_token": {"scope": "member:role:admin"}, "admin": {"scope": "admin:org:write"},
+	},
+	{
+		"method": "GET", "path": "/api/users/{userId}/organizations", "user_self": true,
+		"admin": {"scope": "admin:org:read"},
+	},
 	{"method": "POST", "path": "/bulk/organizations", "admin": {"scope": "admin:org:write"}},
 	{"method": "POST", "path": "/bulk/organizations/delete", "admin": {"scope": "admin:org:write"}},
 ]
@@ -87,5 +128,8 @@ _denies(method, path, body, token, status, reason) if {
 }
 
 _lacks_scope(method, path, body, token, scopes) if {
-	_decide(method, path, body, token) == {"allow": false, "status": 403, "reason": "missing_scope", "required_scopes": scopes}
+	_decide(method, path, body, token) == {
+		"allow": false, "status": 403, "reason": "missing_scope",
+		"required_scopes": scopes,
+	}
 }

@@ -12,9 +12,23 @@ package orgauthz
 # then segment by segment. The facts about the match are rules without
 # arguments, which OPA computes at most once per evaluation.
 
-# _match is [row, template segments] of the first matching row; undefined
-# when none matches.
-_match := [routes[first[0]], first[1]] if {
+# The sidecar matches the same rows by the same rules in Go, once per
+# request, and passes the result as input.request.route: {"index": i,
+# "params": {"orgId": "o1", ...}} for the first matching row, null when none
+# matches. Without that field (opa test, opa eval) this file matches the rows
+# itself; the sidecar's differential test checks both agree.
+
+# _match is {"index", "params"} of the first matching row; undefined when
+# none matches.
+_match := input.request.route if {
+	is_object(input.request.route)
+} else := _rego_match if not _matched_by_sidecar
+
+_matched_by_sidecar if is_object(input.request.route)
+
+_matched_by_sidecar if is_null(input.request.route)
+
+_rego_match := {"index": first[0], "params": params} if {
 	routes := data.orgauthz.routes
 	method := input.request.method
 	segments := input.request.segments
@@ -29,6 +43,10 @@ _match := [routes[first[0]], first[1]] if {
 		not _mismatch(parts, segments)
 	})
 	not _placeholder_spelt_out(first[1], segments)
+	params := {trim(part, "{}"): segments[i] |
+		some i, part in first[1]
+		_is_placeholder(part)
+	}
 }
 
 # _mismatch: a segment fits neither the template's literal nor its
@@ -50,21 +68,20 @@ _mismatch(parts, segments) if {
 _placeholder_spelt_out(parts, segments) if {
 	some i, part in parts
 	part == segments[i]
+	_is_placeholder(part)
+}
+
+_is_placeholder(part) if {
 	startswith(part, "{")
 	endswith(part, "}")
+	count(part) >= 2
 }
 
 # _route is the matched row.
-_route := _match[0]
+_route := data.orgauthz.routes[_match.index]
 
 # _org_id and _user_id are the request's segments at the matched template's
 # {orgId} and {userId}; undefined when it has none.
-_org_id := input.request.segments[i] if {
-	some i, part in _match[1]
-	part == "{orgId}"
-}
+_org_id := _match.params.orgId
 
-_user_id := input.request.segments[i] if {
-	some i, part in _match[1]
-	part == "{userId}"
-}
+_user_id := _match.params.userId

@@ -66,7 +66,8 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.rateWorkers, "rate-workers", 64, "most checks in flight at the fixed rate")
 	fs.IntVar(&o.warmTokens, "warm-tokens", 1000, "distinct tokens reused by the warm scenarios")
 	fs.IntVar(&o.coldTokens, "cold-tokens", 100_000, "distinct tokens for the cold scenarios; orgauthz is sent all of them before its cached-token RSS is read")
-	servers := fs.String("servers", strings.Join(serverNames, ","), "servers to measure, comma-separated")
+	servers := fs.String("servers", strings.Join(defaultServers, ","), "servers to measure, comma-separated, from "+strings.Join(serverNames, ", ")+
+		" (the orgauthz-* variants undo one change each: see BENCHMARKS.md)")
 	fs.BoolVar(&o.mgmt, "mgmtproxy", true, "measure mgmtproxy in front of the Logto emulator")
 	fs.Float64Var(&o.mgmtRate, "mgmt-rate", 200, "requests per second of the mgmtproxy latency runs")
 	fs.IntVar(&o.mgmtConcurrency, "mgmt-concurrency", 64, "requests in flight in the mgmtproxy M2M token run")
@@ -119,17 +120,19 @@ func main() {
 
 // bench is the state shared by the runs.
 type bench struct {
-	o       options
-	dir     string
-	root    string
-	bins    map[string]string
-	logto   *fakelogto.Server
-	warm    []check // every shape for each warm token
-	prime   []check // one check per warm token
-	cold    []check // one check per cold token
-	privKey string  // decision signing key (PEM) for the sidecar
-	pubKey  string
-	cores   int // -1 when not pinning
+	o           options
+	dir         string
+	root        string
+	bins        map[string]string
+	logto       *fakelogto.Server
+	warm        []check // every shape for each warm token
+	prime       []check // one check per warm token
+	cold        []check // one check per cold token
+	distinct    []check // warm tokens on a different organization's path each (403)
+	policies500 string  // the default policies with the 500-row route table
+	privKey     string  // decision signing key (PEM) for the sidecar
+	pubKey      string
+	cores       int // -1 when not pinning
 }
 
 func progress(format string, a ...any) {
@@ -260,5 +263,9 @@ func (b *bench) prepare() error {
 	if b.cold, err = buildChecks(cold, false); err != nil {
 		return err
 	}
-	return nil
+	if b.distinct, err = distinctChecks(warm, distinctPaths); err != nil {
+		return err
+	}
+	b.policies500 = filepath.Join(b.dir, "policies500")
+	return copyPolicies(filepath.Join(b.root, "policies"), b.policies500, filepath.Join(b.root, routes500))
 }

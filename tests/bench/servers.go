@@ -12,10 +12,29 @@ import (
 	"time"
 )
 
-// The servers, in the order they take turns and appear in the table.
-var serverNames = []string{"null", "opa-envoy", "opa-envoy+jwt-cache", "orgauthz"}
+// The servers, in the order they take turns and appear in the table. The orgauthz-* variants
+// are the same sidecar binary: orgauthz-500 with the 500-row route table of testdata/, and,
+// named with -servers only, one each with a change undone, to show that change's gain:
+// orgauthz-rego-routes matches the route in Rego (ORGAUTHZ_BENCH_REGO_ROUTES=1), orgauthz-gogc100
+// runs with Go's default GC setting instead of orgauthzGC.
+var (
+	serverNames    = []string{"null", "opa-envoy", "opa-envoy+jwt-cache", "orgauthz", "orgauthz-500", "orgauthz-rego-routes", "orgauthz-gogc100"}
+	defaultServers = serverNames[:5]
+)
+
+// orgauthzGC is the GC setting the sidecar is measured with (see BENCHMARKS.md): the
+// environment the coordinator's --help documents.
+var orgauthzGC = []string{"GOGC=400", "GOMEMLIMIT=128MiB"}
+
+// variantEnv is the environment each orgauthz variant adds to orgauthzGC and -sidecar-env.
+var variantEnv = map[string][]string{
+	"orgauthz-rego-routes": {"ORGAUTHZ_BENCH_REGO_ROUTES=1"},
+	"orgauthz-gogc100":     {"GOGC=100", "GOMEMLIMIT=off"},
+}
 
 func known(name string) bool { return slices.Contains(serverNames, name) }
+
+func isOrgauthz(name string) bool { return strings.HasPrefix(name, "orgauthz") }
 
 // server is a running server under test.
 type server struct {
@@ -27,20 +46,23 @@ type server struct {
 	pool     *pool
 }
 
-// scenario is a kind of load: warm or cold tokens, at saturation (rate 0) or a fixed rate.
+// scenario is a kind of load: warm or cold tokens, at saturation (rate 0) or a fixed rate;
+// distinct sends warm tokens on paths that are all different (a new organization id each).
 type scenario struct {
-	name string
-	cold bool
-	rate float64
+	name     string
+	cold     bool
+	rate     float64
+	distinct bool
 }
 
 func (b *bench) scenarios() []scenario {
 	r := b.o.rate
 	return []scenario{
-		{"warm", false, 0},
-		{"cold", true, 0},
-		{fmt.Sprintf("warm @%g/s", r), false, r},
-		{fmt.Sprintf("cold @%g/s", r), true, r},
+		{"warm", false, 0, false},
+		{"cold", true, 0, false},
+		{fmt.Sprintf("warm @%g/s", r), false, r, false},
+		{fmt.Sprintf("cold @%g/s", r), true, r, false},
+		{"warm, distinct paths", false, 0, true},
 	}
 }
 
@@ -91,14 +113,18 @@ func (b *bench) start(ctx context.Context, name string, v variant) (*server, err
 		bin = b.bins["opaenvoy"]
 		args = []string{"--addr", addr, "--issuer", issuer, "--api-resource", apiResource,
 			"--admin-resource", adminResource, "--jwt-cache-size", strconv.Itoa(size)}
-	case "orgauthz":
+	case "orgauthz", "orgauthz-500", "orgauthz-rego-routes", "orgauthz-gogc100":
 		httpAddr, err := freeAddr()
 		if err != nil {
 			return nil, err
 		}
+		policies := filepath.Join(b.root, "policies")
+		if name == "orgauthz-500" {
+			policies = b.policies500
+		}
 		bin = b.bins["sidecar"]
 		args = []string{"--issuer", issuer, "--api-resource", apiResource, "--admin-resource", adminResource,
-			"--policies", filepath.Join(b.root, "policies"), "--grpc-addr", addr, "--http-addr", httpAddr,
+			"--policies", policies, "--grpc-addr", addr, "--http-addr", httpAddr,
 			"--decision-key", b.privKey}
 		readyURL = "http://" + httpAddr + "/readyz"
 		t.decision = true
@@ -170,8 +196,8 @@ func (b *bench) measureServers(ctx context.Context) (*serverResults, error) {
 	for _, name := range b.o.servers {
 		progress("starting %s", name)
 		var v variant
-		if name == "orgauthz" {
-			v.env = b.o.sidecarEnv
+		if isOrgauthz(name) {
+			v.env = append(append(slices.Clone(orgauthzGC), variantEnv[name]...), b.o.sidecarEnv...)
 		}
 		s, err := b.start(ctx, name, v)
 		if err != nil {
@@ -233,8 +259,11 @@ func (b *bench) runOnce(ctx context.Context, s *server, sc scenario) (outcome, e
 		}
 	}
 	var src source = warm
-	if sc.cold {
+	switch {
+	case sc.cold:
 		src = s.cold
+	case sc.distinct:
+		src = &cycle{checks: b.distinct}
 	}
 	o, err := run(ctx, s.t.pid, load{duration: b.o.duration, rate: sc.rate, workers: workers}, s.t.checks(src))
 	if err == nil {

@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 
@@ -86,6 +89,54 @@ func mintTokens(lg *fakelogto.Server, first, n int) []tokenInfo {
 }
 
 type tokenInfo struct{ token, org, user string }
+
+// distinctPaths is how many checks the distinct-paths scenario cycles through: more than a
+// run sends at the rates measured, so no path repeats within a run.
+const distinctPaths = 30_000
+
+// distinctChecks sends the warm tokens in turn to n different organizations' paths, none the
+// token's own: each is denied 403 (wrong_organization) after a full evaluation.
+func distinctChecks(tokens []tokenInfo, n int) ([]check, error) {
+	out := make([]check, n)
+	for i := range out {
+		t := tokens[i%len(tokens)]
+		var err error
+		out[i], err = newCheck(shape{"GET", "/api/organizations/d" + strconv.FormatInt(int64(i), 36), "",
+			want{status: http.StatusForbidden}}, t.token)
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// routes500 is the generated 500-row route table (realistic templates, the default rows last),
+// which the differential tests of sidecar/internal/policy also use.
+const routes500 = "tests/bench/testdata/routes500.json"
+
+// copyPolicies copies the policy directory src to dst with orgauthz/data.json replaced by data.
+func copyPolicies(src, dst, data string) error {
+	return filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		if rel == filepath.Join("orgauthz", "data.json") {
+			p = data
+		}
+		content, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Join(dst, filepath.Dir(rel)), 0o755); err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), content, 0o644)
+	})
+}
 
 // buildChecks turns tokens into Envoy-faithful CheckRequests: with every, each token with
 // each shape of the mix; without, token i with shape i mod len(shapes) only, so each token is

@@ -20,9 +20,12 @@ default decision := {"allow": false, "status": 403, "reason": "no_route"}
 `,
 	"orgauthz/routes.rego": `package orgauthz
 
-_route := concat(" ", [input.method, data.orgauthz.routes[input.method]])
+_route := concat(" ", [row.method, row.path]) if {
+	some row in data.orgauthz.routes
+	row.method == input.method
+}
 `,
-	"orgauthz/data.json": `{"routes": {"GET": "/api/organizations"}}`,
+	"orgauthz/data.json": routesJSON("/api/organizations"),
 }
 
 const goodInput = `{"method": "GET"}`
@@ -90,7 +93,13 @@ func TestLoadRejects(t *testing.T) {
 		{name: "module without rules", write: map[string]string{"orgauthz/extra.rego": "# only a comment\n"}, wantErr: "extra.rego"},
 		{name: "deleted helper", remove: []string{"orgauthz/routes.rego"}, wantErr: "_route"},
 		{name: "deleted entry point", remove: []string{"orgauthz/decision.rego"}, wantErr: "no rule defines data.orgauthz.decision"},
-		{name: "everything deleted", remove: []string{"orgauthz/decision.rego", "orgauthz/routes.rego", "orgauthz/data.json"}, wantErr: "no rule defines"},
+		{name: "everything deleted", remove: []string{"orgauthz/decision.rego", "orgauthz/routes.rego", "orgauthz/data.json"}, wantErr: "routes is missing"},
+		{name: "routes deleted", remove: []string{"orgauthz/data.json"}, wantErr: "data.orgauthz.routes is missing"},
+		{name: "routes empty", write: map[string]string{"orgauthz/data.json": `{"routes": []}`}, wantErr: "routes is empty"},
+		{name: "routes an object", write: map[string]string{"orgauthz/data.json": `{"routes": {"GET": "/x"}}`}, wantErr: "not an array"},
+		{name: "route row not an object", write: map[string]string{"orgauthz/data.json": `{"routes": ["GET /x"]}`}, wantErr: "routes[0]"},
+		{name: "route path not a string", write: map[string]string{"orgauthz/data.json": `{"routes": [{"method": "GET", "path": 1}]}`}, wantErr: "routes[0]"},
+		{name: "placeholder twice", write: map[string]string{"orgauthz/data.json": `{"routes": [{"method": "GET", "path": "/a/{id}/{id}"}]}`}, wantErr: "names {id} twice"},
 		{name: "other package", write: map[string]string{"orgauthz/decision.rego": "package other\n\ndecision := {\"allow\": false}\n"}, wantErr: "no rule defines"},
 		{name: "http.send", write: map[string]string{"orgauthz/extra.rego": `package orgauthz
 
@@ -147,6 +156,25 @@ func manyFiles(n int) map[string]string {
 	return files
 }
 
+// TestLoadOneLevelTooDeep: --policies naming the orgauthz/ directory itself
+// loads its data as data.routes; the error says to point one level up, and
+// the default query, with no rules under data.orgauthz, is never served.
+func TestLoadOneLevelTooDeep(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, goodPolicy)
+	e := New(filepath.Join(dir, "orgauthz"), Options{})
+	err := e.Load(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "one level up") {
+		t.Fatalf("Load(orgauthz/) = %v, want an error saying to point one level up", err)
+	}
+	if e.Ready() {
+		t.Fatal("Ready() = true after loading a directory one level too deep")
+	}
+	if err := Check(t.Context(), filepath.Join(dir, "orgauthz")); err == nil || !strings.Contains(err.Error(), "one level up") {
+		t.Fatalf("Check(orgauthz/) = %v, want the same error", err)
+	}
+}
+
 func TestLoadIgnores(t *testing.T) {
 	files := map[string]string{
 		"orgauthz/decision_test.rego": "package orgauthz_test\n\nthis is not rego",
@@ -168,7 +196,7 @@ func TestLoadYAMLAndSubdirectoryData(t *testing.T) {
 
 decision := {"allow": true, "reason": data.orgauthz.extra.reason, "route": data.orgauthz.route}
 `,
-		"orgauthz/data.yaml":       "route: GET /api/organizations\n",
+		"orgauthz/data.yaml":       "route: GET /api/organizations\nroutes: [{method: GET, path: /x}]\n",
 		"orgauthz/extra/data.json": `{"reason": "from_subdir"}`,
 	}, Options{})
 	checkServes(t, e, Decision{Allow: true, Reason: "from_subdir", Route: "GET /api/organizations"})
@@ -179,6 +207,7 @@ func TestLoadSymlinkedFiles(t *testing.T) {
 	dir := t.TempDir()
 	writeFiles(t, dir, map[string]string{
 		"..2026_11_24/decision.rego": "package orgauthz\n\ndecision := {\"allow\": false, \"reason\": \"configmap\"}\n",
+		"orgauthz/data.json":         routesJSON("/x"),
 	})
 	if err := os.Symlink("..2026_11_24", filepath.Join(dir, "..data")); err != nil {
 		t.Fatal(err)
@@ -232,7 +261,7 @@ func TestLoadQueryOption(t *testing.T) {
 
 	for _, query := range []string{"input.x", "1 + 1", "data.authz.verdict; true", "data"} {
 		e := New(t.TempDir(), Options{Query: query})
-		writeFiles(t, e.dir, map[string]string{"authz.rego": "package authz\n\nverdict := 1\n"})
+		writeFiles(t, e.dir, withRoutes(map[string]string{"authz.rego": "package authz\n\nverdict := 1\n"}))
 		if err := e.Load(t.Context()); err == nil {
 			t.Errorf("Load() with Query %q = nil, want an error", query)
 		}
@@ -253,7 +282,7 @@ func TestReloadReplaces(t *testing.T) {
 		t.Errorf("Stats() after an unchanged Load = %+v, want %+v", got, first)
 	}
 
-	writeFiles(t, dir, map[string]string{"orgauthz/data.json": `{"routes": {"GET": "/api/users"}}`})
+	writeFiles(t, dir, map[string]string{"orgauthz/data.json": routesJSON("/api/users")})
 	if err := e.Load(t.Context()); err != nil {
 		t.Fatalf("Load() error = %v", err)
 	}
@@ -294,7 +323,7 @@ func TestReloadConcurrent(t *testing.T) {
 
 decision := {"allow": true, "reason": "` + v + `", "route": data.orgauthz.version}
 `,
-			"orgauthz/data.json": `{"version": "` + v + `"}`,
+			"orgauthz/data.json": `{"version": "` + v + `", "routes": [{"method": "GET", "path": "/x"}]}`,
 		}
 	}
 	e, dir := newEngine(t, version("v0"), Options{})

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -37,6 +38,11 @@ type Options struct {
 	Query string
 	// Now is the evaluation time seen by time builtins. Default time.Now.
 	Now func() time.Time
+	// RegoRoutes leaves route matching to the policy's Rego (no
+	// input.request.route): the old decision path, for the differential
+	// tests and for measuring the index's gain (the environment variable
+	// ORGAUTHZ_BENCH_REGO_ROUTES=1 sets it too, for tests/bench).
+	RegoRoutes bool
 }
 
 // Stats describe the engine's reload history.
@@ -51,9 +57,10 @@ type Stats struct {
 // Eval runs lock-free on the policy installed when it starts, while Load and
 // Watch replace it.
 type Engine struct {
-	dir   string
-	query string
-	now   func() time.Time
+	dir        string
+	query      string
+	now        func() time.Time
+	regoRoutes bool
 
 	current atomic.Pointer[prepared]
 
@@ -67,13 +74,15 @@ type Engine struct {
 // prepared is one loaded policy.
 type prepared struct {
 	query    rego.PreparedEvalQuery
+	routes   *routeIndex
 	revision string
 }
 
 // New returns an Engine for the policy directory dir. It loads nothing:
 // call Load (and Watch to follow changes).
 func New(dir string, opts Options) *Engine {
-	e := &Engine{dir: dir, query: opts.Query, now: opts.Now}
+	e := &Engine{dir: dir, query: opts.Query, now: opts.Now,
+		regoRoutes: opts.RegoRoutes || os.Getenv("ORGAUTHZ_BENCH_REGO_ROUTES") == "1"}
 	if e.query == "" {
 		e.query = DefaultQuery
 	}
@@ -123,12 +132,15 @@ func (e *Engine) load(ctx context.Context) (changed bool, err error) {
 	if e.failedErr != nil && e.failedRev == snap.revision {
 		return false, e.failedErr
 	}
-	pq, err := prepare(ctx, e.dir, snap, e.query)
+	p, err := prepare(ctx, e.dir, snap, e.query)
 	if err != nil {
 		return true, e.reject(snap.revision, err)
 	}
+	if e.regoRoutes {
+		p.routes = nil
+	}
 	e.failedErr, e.failedRev = nil, ""
-	e.current.Store(&prepared{query: pq, revision: snap.revision})
+	e.current.Store(p)
 	e.statsMu.Lock()
 	e.stats.Reloads++
 	e.stats.LastReload = time.Now()
@@ -157,12 +169,12 @@ func Check(ctx context.Context, dir string) error {
 	return err
 }
 
-// prepare compiles the snapshot of dir and prepares query against it.
-func prepare(ctx context.Context, dir string, snap *snapshot, query string) (rego.PreparedEvalQuery, error) {
-	var pq rego.PreparedEvalQuery
+// prepare compiles the snapshot of dir, builds its route index and prepares
+// query against it.
+func prepare(ctx context.Context, dir string, snap *snapshot, query string) (*prepared, error) {
 	ref, err := ast.ParseRef(query)
 	if err != nil || len(ref) < 2 || !ref.HasPrefix(ast.DefaultRootRef) {
-		return pq, fmt.Errorf("policy: query %q is not a reference under data", query)
+		return nil, fmt.Errorf("policy: query %q is not a reference under data", query)
 	}
 	caps := capabilities()
 	res, err := loader.NewFileLoader().
@@ -172,10 +184,14 @@ func prepare(ctx context.Context, dir string, snap *snapshot, query string) (reg
 		WithProcessAnnotation(true).
 		Filtered([]string{"."}, nil)
 	if err != nil {
-		return pq, fmt.Errorf("policy: load %s: %w", dir, err)
+		return nil, fmt.Errorf("policy: load %s: %w", dir, err)
 	}
 	if err := checkDataObjects(snap.files, res.Documents); err != nil {
-		return pq, fmt.Errorf("policy: load %s: %w", dir, err)
+		return nil, fmt.Errorf("policy: load %s: %w", dir, err)
+	}
+	routes, err := buildRouteIndex(res.Documents)
+	if err != nil {
+		return nil, fmt.Errorf("policy: load %s: %w", dir, err)
 	}
 	compiler := ast.NewCompiler().
 		WithStrict(true).
@@ -183,15 +199,15 @@ func prepare(ctx context.Context, dir string, snap *snapshot, query string) (reg
 		WithEnablePrintStatements(false)
 	compiler.Compile(res.ParsedModules())
 	if compiler.Failed() {
-		return pq, fmt.Errorf("policy: compile %s: %w%s", dir, compiler.Errors, deniedHint(compiler.Errors))
+		return nil, fmt.Errorf("policy: compile %s: %w%s", dir, compiler.Errors, deniedHint(compiler.Errors))
 	}
 	if len(compiler.GetRules(ref)) == 0 {
-		return pq, fmt.Errorf("policy: compile %s: no rule defines %s", dir, query)
+		return nil, fmt.Errorf("policy: compile %s: no rule defines %s", dir, query)
 	}
 	// Data read as AST values: no per-request conversion of the route table.
 	store := inmem.NewFromObjectWithOpts(res.Documents,
 		inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true))
-	pq, err = rego.New(
+	pq, err := rego.New(
 		rego.Query(query),
 		rego.Compiler(compiler),
 		rego.Store(store),
@@ -202,9 +218,9 @@ func prepare(ctx context.Context, dir string, snap *snapshot, query string) (reg
 		rego.GenerateJSON(keepValue),
 	).PrepareForEval(ctx)
 	if err != nil {
-		return pq, fmt.Errorf("policy: prepare %s: %w", query, err)
+		return nil, fmt.Errorf("policy: prepare %s: %w", query, err)
 	}
-	return pq, nil
+	return &prepared{query: pq, routes: routes, revision: snap.revision}, nil
 }
 
 // keepValue hands results back as AST values: Eval reads the decision
@@ -237,7 +253,8 @@ var capabilities = sync.OnceValue(func() *ast.Capabilities {
 	return caps
 })
 
-// Eval evaluates the query for input and returns the policy's decision. Any
+// Eval evaluates the query for input and returns the policy's decision. It
+// sets input.request.route (see routes.go) when input has a request. Any
 // failure — no policy, an evaluation error, an undefined, conflicting or
 // malformed result — is an error, never a Decision.
 func (e *Engine) Eval(ctx context.Context, input ast.Value) (d Decision, err error) {
@@ -250,6 +267,9 @@ func (e *Engine) Eval(ctx context.Context, input ast.Value) (d Decision, err err
 			d, err = Decision{}, fmt.Errorf("policy: evaluation panicked: %v", r)
 		}
 	}()
+	if p.routes != nil {
+		p.routes.withRoute(input)
+	}
 	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(input), rego.EvalTime(e.now()))
 	if err != nil {
 		return Decision{}, fmt.Errorf("policy: eval: %w", err)

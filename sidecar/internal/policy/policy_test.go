@@ -2,6 +2,7 @@ package policy
 
 import (
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -26,11 +27,30 @@ func writeFiles(t *testing.T, dir string, files map[string]string) {
 	}
 }
 
-// newEngine writes files into a fresh directory and loads them.
+// routesJSON is a data.json whose route table has the one row GET path.
+func routesJSON(path string) string {
+	return `{"routes": [{"method": "GET", "path": "` + path + `"}]}`
+}
+
+// withRoutes adds a one-row route table to files that have none: Load
+// refuses a policy without routes.
+func withRoutes(files map[string]string) map[string]string {
+	for name := range files {
+		if strings.HasPrefix(name, "orgauthz/data.") {
+			return files
+		}
+	}
+	out := map[string]string{"orgauthz/data.json": routesJSON("/api/organizations")}
+	maps.Copy(out, files)
+	return out
+}
+
+// newEngine writes files, with a route table if they have none, into a
+// fresh directory and loads them.
 func newEngine(t *testing.T, files map[string]string, opts Options) (*Engine, string) {
 	t.Helper()
 	dir := t.TempDir()
-	writeFiles(t, dir, files)
+	writeFiles(t, dir, withRoutes(files))
 	e := New(dir, opts)
 	if err := e.Load(t.Context()); err != nil {
 		t.Fatalf("Load: %v", err)

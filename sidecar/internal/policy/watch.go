@@ -17,6 +17,9 @@ import (
 // editors, git and kubectl write several files, or one file in several steps.
 const debounce = 200 * time.Millisecond
 
+// dirPoll is how often Watch looks for a policy directory that is missing.
+const dirPoll = time.Second
+
 // Watch follows the policy directory and its subdirectories (including ones
 // created later) and reloads after each burst of changes, calling onReload
 // with the result of every load that changed something: nil when a new
@@ -31,8 +34,20 @@ const debounce = 200 * time.Millisecond
 // watches the directory dir resolves to when Watch starts: if dir is removed
 // or its symlink retargeted, later changes are not seen. (A Kubernetes
 // ConfigMap update swaps a symlink inside the mounted directory and is seen.)
+//
+// A directory missing when Watch starts is waited for (checked every
+// dirPoll), then watched and loaded: a sidecar started before its policy
+// volume was mounted becomes ready when it appears.
 func (e *Engine) Watch(ctx context.Context, onReload func(error)) error {
 	root, err := resolveDir(e.dir)
+	for errors.Is(err, fs.ErrNotExist) {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(dirPoll):
+		}
+		root, err = resolveDir(e.dir)
+	}
 	if err != nil {
 		return err
 	}

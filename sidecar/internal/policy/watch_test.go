@@ -89,7 +89,7 @@ func TestWatch(t *testing.T) {
 		{
 			what:    "changing data",
 			write:   "orgauthz/data.json",
-			content: `{"routes": {"GET": "/api/users"}}`,
+			content: routesJSON("/api/users"),
 			want:    usersDecision,
 		},
 		{
@@ -150,9 +150,22 @@ func TestWatch(t *testing.T) {
 	}
 }
 
+// TestWatchMissingDir: a policy directory missing at start is waited for;
+// once it appears the policy loads and Watch reports it.
 func TestWatchMissingDir(t *testing.T) {
-	e := New(filepath.Join(t.TempDir(), "missing"), Options{})
-	if err := e.Watch(t.Context(), nil); err == nil {
-		t.Fatal("Watch(missing dir) = nil, want an error")
+	dir := filepath.Join(t.TempDir(), "later")
+	e := New(dir, Options{})
+	if err := e.Load(t.Context()); err == nil {
+		t.Fatal("Load(missing dir) = nil, want an error")
 	}
+	reports := startWatch(t, e)
+	staged := filepath.Join(filepath.Dir(dir), "staged")
+	writeFiles(t, staged, goodPolicy)
+	if err := os.Rename(staged, dir); err != nil { // the whole tree appears at once
+		t.Fatal(err)
+	}
+	if err := nextReport(t, reports, "creating the directory"); err != nil {
+		t.Fatalf("reload after the directory appeared = %v", err)
+	}
+	checkServes(t, e, goodDecision)
 }
