@@ -52,35 +52,42 @@ func (b *boundedLabel) value(v string) string {
 	return v
 }
 
+// labelled is a collector of one metric whose label values are read at each scrape.
+type labelled struct {
+	desc    *prometheus.Desc
+	collect func(desc *prometheus.Desc, ch chan<- prometheus.Metric)
+}
+
+func (c labelled) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c labelled) Collect(ch chan<- prometheus.Metric) { c.collect(c.desc, ch) }
+
 // jwksFetches reports each issuer's key set fetches by result (ok, error); the issuers are the
 // configured ones, so the label is bounded.
-type jwksFetches struct{ tokens *token.Verifier }
-
-var jwksFetchesDesc = prometheus.NewDesc("orgauthz_sidecar_jwks_fetches_total",
-	"JWKS fetches by issuer and result: ok (keys installed) or error (failed or no usable key; the last good keys stayed).",
-	[]string{"issuer", "result"}, nil)
-
-func (c jwksFetches) Describe(ch chan<- *prometheus.Desc) { ch <- jwksFetchesDesc }
-
-func (c jwksFetches) Collect(ch chan<- prometheus.Metric) {
-	for iss, f := range c.tokens.Fetches() {
-		ch <- prometheus.MustNewConstMetric(jwksFetchesDesc, prometheus.CounterValue, float64(f.OK), iss, "ok")
-		ch <- prometheus.MustNewConstMetric(jwksFetchesDesc, prometheus.CounterValue, float64(f.Failed), iss, "error")
+func jwksFetches(tokens *token.Verifier) labelled {
+	return labelled{
+		desc: prometheus.NewDesc("orgauthz_sidecar_jwks_fetches_total",
+			"JWKS fetches by issuer and result: ok (keys installed) or error (failed or no usable key; the last good keys stayed).",
+			[]string{"issuer", "result"}, nil),
+		collect: func(desc *prometheus.Desc, ch chan<- prometheus.Metric) {
+			for iss, f := range tokens.Fetches() {
+				ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(f.OK), iss, "ok")
+				ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(f.Failed), iss, "error")
+			}
+		},
 	}
 }
 
 // info is 1, labelled with the binary's version and the revision of the policy serving ("" before
 // one loads), so a dashboard shows which policy every sidecar runs.
-type info struct{ pol *policy.Engine }
-
-var infoDesc = prometheus.NewDesc("orgauthz_sidecar_info",
-	"Always 1: the sidecar's version and the revision (hex SHA-256 of its files) of the policy serving.",
-	[]string{"version", "policy_revision"}, nil)
-
-func (c info) Describe(ch chan<- *prometheus.Desc) { ch <- infoDesc }
-
-func (c info) Collect(ch chan<- prometheus.Metric) {
-	ch <- prometheus.MustNewConstMetric(infoDesc, prometheus.GaugeValue, 1, version.String(), c.pol.Stats().Revision)
+func info(pol *policy.Engine) labelled {
+	return labelled{
+		desc: prometheus.NewDesc("orgauthz_sidecar_info",
+			"Always 1: the sidecar's version and the revision (hex SHA-256 of its files) of the policy serving.",
+			[]string{"version", "policy_revision"}, nil),
+		collect: func(desc *prometheus.Desc, ch chan<- prometheus.Metric) {
+			ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, 1, version.String(), pol.Stats().Revision)
+		},
+	}
 }
 
 // newMetrics reads the verifier's and the policy engine's counters and ready at each scrape.
@@ -122,8 +129,8 @@ func newMetrics(tokens *token.Verifier, pol *policy.Engine, ready func() bool) *
 			func() uint64 { return tokens.Stats().CacheHits }),
 		counter("token_cache_misses_total", "Token verifications done in full.",
 			func() uint64 { return tokens.Stats().CacheMisses }),
-		jwksFetches{tokens},
-		info{pol},
+		jwksFetches(tokens),
+		info(pol),
 		counter("policy_reloads_total", "Policies loaded and installed.",
 			func() uint64 { return pol.Stats().Reloads }),
 		counter("policy_reload_failures_total", "Policy loads rejected; the last good policy kept serving.",
