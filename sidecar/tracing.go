@@ -79,8 +79,8 @@ func endSpan(span trace.Span, id string, req *request, v *verdict) {
 	span.End()
 }
 
-// traceID is the trace id of a check for its audit record: its span's when tracing is on (ctx from
+// spanTraceID is the trace id of a check for its audit record: its span's when tracing is on (ctx from
 // startSpan), else the one of the request's traceparent header; "" when there is none.
-func traceID(ctx context.Context, raw *rawRequest) string {
+func spanTraceID(ctx context.Context, raw *rawRequest) string {
 	return tracing.TraceID(ctx, func(name string) string { return raw.headers[name] })
 }

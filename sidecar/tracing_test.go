@@ -105,9 +105,9 @@ func TestTracing(t *testing.T) {
 	}
 }
 
-// TestTraceID: the audit record's trace id is the span's when tracing is on, else the proxy's
+// TestSpanTraceID: the audit record's trace id is the span's when tracing is on, else the proxy's
 // traceparent's; nothing from a malformed header.
-func TestTraceID(t *testing.T) {
+func TestSpanTraceID(t *testing.T) {
 	for _, tc := range []struct{ traceparent, want string }{
 		{"00-" + parentTrace + "-" + parentSpan + "-01", parentTrace},
 		{"00-" + parentTrace + "-" + parentSpan + "-00", parentTrace}, // not sampled, still the trace
@@ -117,8 +117,20 @@ func TestTraceID(t *testing.T) {
 		{"00-" + parentTrace + "\n-" + parentSpan + "-01", ""},
 	} {
 		raw := &rawRequest{headers: map[string]string{"traceparent": tc.traceparent}}
-		if got := traceID(context.Background(), raw); got != tc.want {
-			t.Errorf("traceID(traceparent %q) = %q, want %q", tc.traceparent, got, tc.want)
+		if got := spanTraceID(context.Background(), raw); got != tc.want {
+			t.Errorf("spanTraceID(traceparent %q) = %q, want %q", tc.traceparent, got, tc.want)
+		}
+	}
+	// Tracing on: the span's trace, which continues the traceparent or starts a new trace.
+	s := &Server{tracing: tracing.NewWithExporter(discardExporter{}, serviceName)}
+	defer s.tracing.Shutdown(context.Background())
+	for _, tp := range []string{"00-" + parentTrace + "-" + parentSpan + "-01", "garbage", ""} {
+		raw := &rawRequest{headers: map[string]string{"traceparent": tp}}
+		ctx, span := s.startSpan(context.Background(), raw)
+		got := spanTraceID(ctx, raw)
+		span.End()
+		if want := span.SpanContext().TraceID().String(); got != want || (strings.HasPrefix(tp, "00-") && got != parentTrace) || len(got) != 32 {
+			t.Errorf("tracing on, traceparent %q: spanTraceID = %q, want the span's %q", tp, got, want)
 		}
 	}
 }
