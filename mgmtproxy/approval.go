@@ -81,7 +81,7 @@ func (p *Proxy) approve(r *http.Request, req *request) *refusal {
 	} else if len(vals) == 1 {
 		token = vals[0]
 	}
-	claims, err := p.verifier.Verify(token, r.Method, path)
+	claims, err := p.verifier.Load().Verify(token, r.Method, path)
 	if err != nil {
 		return decisionRefusal(err, "no valid decision for this request")
 	}
@@ -143,5 +143,5 @@ func (p *Proxy) approve(r *http.Request, req *request) *refusal {
 			req.body = body // exactly the bytes checked
 		}
 	}
-	return nil
+	return p.claim(r, claims)
 }

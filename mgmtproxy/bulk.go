@@ -67,6 +67,16 @@ func (p *Proxy) bulk(w http.ResponseWriter, r *http.Request, req *request) {
 		})
 	}
 	wg.Wait()
+	exchangeOf(r.Context()).bulkItems(results)
+	if req.op.action == bulkDelete {
+		var deleted []string
+		for _, res := range results {
+			if res.Status/100 == 2 {
+				deleted = append(deleted, res.ID)
+			}
+		}
+		p.revoke(r.Context(), req, deleted)
+	}
 	writeJSON(w, http.StatusOK, struct {
 		Results []bulkResult `json:"results"`
 	}{results})

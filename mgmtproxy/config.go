@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -15,7 +16,9 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/orgauthz/orgauthz/decision"
+	"github.com/orgauthz/orgauthz/decisionlog"
 	"github.com/orgauthz/orgauthz/internal/confload"
+	"github.com/orgauthz/orgauthz/revocation"
 )
 
 // Config is everything mgmtproxy needs. Load it with internal/confload: every field with a flag tag is
@@ -52,9 +55,10 @@ type Config struct {
 	// Default admin.
 	CreatorRoles []string `flag:"creator-role" usage:"organization role given to the creator of an organization (repeatable)"`
 
-	// DecisionPublicKeys are PKIX Ed25519 PEM files; a decision signed by any of them is accepted
-	// (list the old and the new key while rotating). At least one is required.
-	DecisionPublicKeys []string `flag:"decision-public-key" usage:"PEM file of a public key the sidecar signs decisions with (repeatable)"`
+	// DecisionPublicKeys are PKIX Ed25519 PEM files, or directories of such *.pub files; a
+	// decision signed by any of them is accepted. They are reread when they change (rotation: add the
+	// new key, switch the sidecar's key, remove the old). At least one is required.
+	DecisionPublicKeys []string `flag:"decision-public-key" usage:"PEM file of a public key the sidecar signs decisions with, or a directory of *.pub files; reread when changed (repeatable)"`
 
 	// BulkRate paces the bulk endpoints' calls to Logto, as "<requests>/<duration>". Default 150/10s,
 	// under Logto Cloud's limit of about 200 requests per 10 s per tenant.
@@ -78,6 +82,32 @@ type Config struct {
 	// Logto's other fields (identities, customData, phone, …) are dropped. Default id, username, name,
 	// avatar, primaryEmail, organizationRoles.
 	MemberFields []string `flag:"member-fields" usage:"user fields kept in member listings (repeatable or comma-separated)"`
+
+	// RevocationStore is "memory" (default: this process only) or redis://host:port/db (rediss:// for
+	// TLS), shared with the sidecars and the other replicas: decision claims (single use) and the
+	// watermarks of the changes mgmtproxy makes. The Redis password never comes from this value's
+	// flag: use RedisPasswordFile or ORGAUTHZ_REDIS_PASSWORD.
+	RevocationStore string `flag:"revocation-store" usage:"memory, or redis://host:port/db shared with the sidecars (password from --redis-password-file or ORGAUTHZ_REDIS_PASSWORD)"`
+
+	// RedisPasswordFile is a file holding the Redis password (surrounding whitespace is ignored).
+	RedisPasswordFile string `flag:"redis-password-file" usage:"file holding the password of the --revocation-store Redis"`
+
+	// RedisPassword is the Redis password, from the environment or the config file only.
+	RedisPassword string `flag:"-" env:"ORGAUTHZ_REDIS_PASSWORD" usage:"the --revocation-store Redis password (instead of --redis-password-file)"`
+
+	// RevocationNotify are sidecar webhook URLs (http://127.0.0.1:9192/logto/webhooks) that get every
+	// watermark mgmtproxy makes, signed with LogtoWebhookSecretFile: needed when the sidecar does not
+	// share the store (memory).
+	RevocationNotify []string `flag:"revocation-notify" usage:"sidecar POST /logto/webhooks URL told of every revocation (repeatable; needs --logto-webhook-secret-file)"`
+
+	// LogtoWebhookSecretFile is the webhook signing key the sidecar checks (the same file).
+	LogtoWebhookSecretFile string `flag:"logto-webhook-secret-file" usage:"the sidecar's webhook signing key file, to sign --revocation-notify events"`
+
+	// DecisionLog is the audit stream: stdout (default), a file path, or off.
+	DecisionLog string `flag:"decision-log" usage:"audit stream, one JSON record per request: stdout, a file path, or off"`
+
+	// MetricsAddr, when set, serves /metrics on this host:port only; empty keeps it on ListenAddr.
+	MetricsAddr string `flag:"metrics-addr" usage:"serve /metrics on ADDR only (default empty: /metrics stays on --listen-addr)"`
 }
 
 // DefaultConfig returns a Config with every default set; the required fields are empty.
@@ -90,6 +120,8 @@ func DefaultConfig() Config {
 		UpstreamTimeout: 15 * time.Second,
 		LogLevel:        "info",
 		MemberFields:    []string{"id", "username", "name", "avatar", "primaryEmail", "organizationRoles"},
+		RevocationStore: "memory",
+		DecisionLog:     decisionlog.SinkStdout,
 	}
 }
 
@@ -109,6 +141,8 @@ type Settings struct {
 	bulkLimit    rate.Limit
 	bulkBurst    int
 	memberFields []string
+	storeURL     string // RevocationStore with the Redis password
+	notify       *revocation.Notifier
 }
 
 // Validate reports every problem with c at once and returns the parsed settings. It reads the secret
@@ -151,7 +185,7 @@ func (c *Config) Validate() (*Settings, error) {
 	}
 	if len(c.DecisionPublicKeys) == 0 {
 		add("--decision-public-key is required")
-	} else if s.verifier, err = decision.LoadVerifier(c.DecisionPublicKeys...); err != nil {
+	} else if s.verifier, err = loadVerifier(c.DecisionPublicKeys); err != nil {
 		add("--decision-public-key: %w", err)
 	}
 	if s.bulkLimit, s.bulkBurst, err = parseRate(c.BulkRate); err != nil {
@@ -178,11 +212,94 @@ func (c *Config) Validate() (*Settings, error) {
 			add("--member-fields %q is not a field name", f)
 		}
 	}
+	if s.storeURL, err = c.storeURL(); err != nil {
+		errs = append(errs, err)
+	}
+	if s.notify, err = c.notifier(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := decisionlog.CheckSink(c.DecisionLog); err != nil {
+		add("--decision-log: %w", err)
+	}
+	if c.MetricsAddr != "" {
+		if err := confload.CheckHostPort(c.MetricsAddr); err != nil {
+			add("--metrics-addr %q: %w", c.MetricsAddr, err)
+		} else if c.MetricsAddr == c.ListenAddr {
+			add("--metrics-addr %q is --listen-addr: leave it empty to serve /metrics there", c.MetricsAddr)
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
+
+// storeURL returns RevocationStore with the Redis password set. Its errors never hold the URL, which
+// may hold a password.
+func (c *Config) storeURL() (string, error) {
+	switch {
+	case c.RevocationStore == "memory" || c.RevocationStore == "":
+		if c.RedisPassword != "" || c.RedisPasswordFile != "" {
+			return "", errors.New("mgmtproxy: a Redis password is set but --revocation-store is memory")
+		}
+		return "memory", nil
+	case !strings.HasPrefix(c.RevocationStore, "redis://") && !strings.HasPrefix(c.RevocationStore, "rediss://"):
+		return "", errors.New(`mgmtproxy: --revocation-store: want "memory" or redis://host:port/db`)
+	}
+	u, err := url.Parse(c.RevocationStore)
+	if err != nil || u.Host == "" {
+		return "", errors.New("mgmtproxy: --revocation-store: malformed redis URL")
+	}
+	if _, set := u.User.Password(); set {
+		return "", errors.New("mgmtproxy: --revocation-store: put the Redis password in --redis-password-file or ORGAUTHZ_REDIS_PASSWORD, not the URL (it would show in the process list)")
+	}
+	if c.RedisPassword != "" && c.RedisPasswordFile != "" {
+		return "", errors.New("mgmtproxy: set --redis-password-file or ORGAUTHZ_REDIS_PASSWORD, not both")
+	}
+	pw := c.RedisPassword
+	if c.RedisPasswordFile != "" {
+		if pw, err = readSecretFile(c.RedisPasswordFile, "redis password"); err != nil {
+			return "", err
+		}
+	}
+	if pw != "" {
+		u.User = url.UserPassword(u.User.Username(), pw)
+	}
+	return u.String(), nil
+}
+
+// notifier returns the Notifier of RevocationNotify, or nil when it is empty.
+func (c *Config) notifier() (*revocation.Notifier, error) {
+	if len(c.RevocationNotify) == 0 {
+		if c.LogtoWebhookSecretFile != "" {
+			return nil, errors.New("mgmtproxy: --logto-webhook-secret-file is set but no --revocation-notify uses it")
+		}
+		return nil, nil
+	}
+	var errs []error
+	for _, n := range c.RevocationNotify {
+		u, err := url.Parse(n)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.Fragment != "" {
+			errs = append(errs, fmt.Errorf("mgmtproxy: --revocation-notify %q: want the sidecar's http(s)://host:port%s", n, revocation.WebhookPath))
+		}
+	}
+	if c.LogtoWebhookSecretFile == "" {
+		errs = append(errs, errors.New("mgmtproxy: --revocation-notify needs --logto-webhook-secret-file (the sidecar's)"))
+		return nil, errors.Join(errs...)
+	}
+	secret, err := revocation.LoadWebhookSecret(c.LogtoWebhookSecretFile)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("mgmtproxy: --logto-webhook-secret-file: %w", err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return &revocation.Notifier{URLs: c.RevocationNotify, Secret: secret,
+		Client: &http.Client{Timeout: notifyTimeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}, nil
+}
+
+// notifyTimeout bounds each --revocation-notify delivery: the client waits for them.
+const notifyTimeout = 2 * time.Second
 
 // logtoBase parses LogtoEndpoint.
 func (c *Config) logtoBase() (*url.URL, error) {
@@ -224,21 +341,27 @@ func (c *Config) secret() (string, error) {
 	case c.M2MAppSecretFile == "":
 		return "", errors.New("mgmtproxy: --m2m-app-secret-file or ORGAUTHZ_M2M_APP_SECRET is required")
 	}
-	f, err := os.Open(c.M2MAppSecretFile)
+	return readSecretFile(c.M2MAppSecretFile, "m2m app secret")
+}
+
+// readSecretFile reads a secret of at most maxSecretBytes, without surrounding whitespace. Its errors
+// never hold the secret.
+func readSecretFile(path, what string) (string, error) {
+	f, err := os.Open(path)
 	if err != nil {
-		return "", fmt.Errorf("mgmtproxy: m2m app secret file: %w", err)
+		return "", fmt.Errorf("mgmtproxy: %s file: %w", what, err)
 	}
 	defer f.Close()
 	raw, err := io.ReadAll(io.LimitReader(f, maxSecretBytes+1))
 	if err != nil {
-		return "", fmt.Errorf("mgmtproxy: m2m app secret file: %w", err)
+		return "", fmt.Errorf("mgmtproxy: %s file: %w", what, err)
 	}
 	if len(raw) > maxSecretBytes {
-		return "", fmt.Errorf("mgmtproxy: m2m app secret file %s is larger than %d bytes", c.M2MAppSecretFile, maxSecretBytes)
+		return "", fmt.Errorf("mgmtproxy: %s file %s is larger than %d bytes", what, path, maxSecretBytes)
 	}
 	s := strings.TrimSpace(string(raw))
 	if s == "" {
-		return "", fmt.Errorf("mgmtproxy: m2m app secret file %s is empty", c.M2MAppSecretFile)
+		return "", fmt.Errorf("mgmtproxy: %s file %s is empty", what, path)
 	}
 	return s, nil
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/orgauthz/orgauthz/decision"
+	"github.com/orgauthz/orgauthz/decisionlog"
 )
 
 // createOrganization serves POST /api/organizations. An admin or an app only creates. A user also
@@ -42,6 +43,11 @@ func (p *Proxy) createOrganization(w http.ResponseWriter, r *http.Request, req *
 		return
 	}
 
+	x := exchangeOf(r.Context())
+	x.change(func(ch *decisionlog.Changes) {
+		ch.OrganizationID, ch.Created = org.ID, true
+		ch.UserIDs, ch.RoleNames = []string{c.Subject}, boundedStrings(p.cfg.CreatorRoles)
+	})
 	step, failed, err := p.setUpCreator(ctx, org.ID, c.Subject)
 	if step == "" {
 		passReply(w, created)
@@ -50,6 +56,7 @@ func (p *Proxy) createOrganization(w http.ResponseWriter, r *http.Request, req *
 	why := describeFailure(failed, err)
 	undo, undoErr := p.call(ctx, http.MethodDelete, "/api/organizations/"+org.ID, nil)
 	if undoErr == nil && (undo.status == http.StatusNoContent || undo.status == http.StatusNotFound) {
+		x.change(func(ch *decisionlog.Changes) { ch.RolledBack = true })
 		p.log.Warn("organization setup failed; organization deleted", "organization_id", org.ID, "step", step, "cause", why)
 		writeJSON(w, http.StatusBadGateway, setupError{
 			Code:    "organization_setup_failed",
@@ -58,6 +65,7 @@ func (p *Proxy) createOrganization(w http.ResponseWriter, r *http.Request, req *
 		return
 	}
 	p.metrics.undoFailures.Inc()
+	x.change(func(ch *decisionlog.Changes) { ch.UndoFailed = true })
 	p.log.Error("organization setup failed and deleting it failed too: delete it by hand",
 		"organization_id", org.ID, "step", step, "cause", why, "delete", describeFailure(undo, undoErr))
 	writeJSON(w, http.StatusBadGateway, setupError{

@@ -143,13 +143,15 @@ func fuzzSetup(tb testing.TB, logto *scriptedLogto) func(testing.TB) *fuzzProxy 
 	cfg.DecisionPublicKeys = []string{pubPath}
 	cfg.BulkRate = "100000/1s"
 	cfg.UpstreamTimeout = 5 * time.Second
+	cfg.DecisionLog = "off"
 	signer := decision.NewSigner(priv, 10*time.Second)
-	settings, err := cfg.Validate()
-	if err != nil {
-		tb.Fatal(err)
-	}
 	return func(tb testing.TB) *fuzzProxy {
 		ctx, cancel := context.WithCancel(context.Background())
+		settings, err := cfg.Validate()
+		if err != nil {
+			cancel()
+			tb.Fatal(err)
+		}
 		p, err := mgmtproxy.New(ctx, settings, slog.New(slog.DiscardHandler))
 		if err != nil {
 			cancel()

@@ -16,6 +16,8 @@ type metrics struct {
 	tokenFetches *prometheus.CounterVec   // result
 	rejections   *prometheus.CounterVec   // reason
 	undoFailures prometheus.Counter
+	// revocationFailures: watermarks of a change that the store did not take or a sidecar did not get.
+	revocationFailures *prometheus.CounterVec // stage: store, notify
 }
 
 func newMetrics() *metrics {
@@ -46,8 +48,14 @@ func newMetrics() *metrics {
 			Name: "orgauthz_mgmtproxy_create_org_undo_failures_total",
 			Help: "Organizations left behind because setting them up failed and deleting them failed too (the log names them).",
 		}),
+		revocationFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orgauthz_mgmtproxy_revocation_failures_total",
+			Help: "Changes whose revocation watermarks the store did not take (stage store: not shared through Redis yet) or a --revocation-notify sidecar did not get (stage notify).",
+		}, []string{"stage"}),
 	}
-	m.reg.MustRegister(m.requests, m.duration, m.upstream, m.tokenFetches, m.rejections, m.undoFailures,
+	m.revocationFailures.WithLabelValues("store")
+	m.revocationFailures.WithLabelValues("notify")
+	m.reg.MustRegister(m.requests, m.duration, m.upstream, m.tokenFetches, m.rejections, m.undoFailures, m.revocationFailures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

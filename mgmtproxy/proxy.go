@@ -17,6 +17,8 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -25,6 +27,9 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/orgauthz/orgauthz/decision"
+	"github.com/orgauthz/orgauthz/decisionlog"
+	"github.com/orgauthz/orgauthz/internal/version"
+	"github.com/orgauthz/orgauthz/revocation"
 )
 
 // Limits on what mgmtproxy reads.
@@ -40,20 +45,29 @@ const (
 type Proxy struct {
 	cfg      Config
 	log      *slog.Logger
-	base     *url.URL // Logto's base URL
-	verifier *decision.Verifier
+	base     *url.URL                          // Logto's base URL
+	verifier atomic.Pointer[decision.Verifier] // replaced when the key files change (reload.go)
 	tokens   *tokenSource
 	upstream http.RoundTripper // M2M bearer, 401 refetch, 403 auth.forbidden, metrics
 	client   *http.Client      // for mgmtproxy's own calls (create-org steps, bulk)
 	proxies  map[*operation]*httputil.ReverseProxy
 	limiter  *rate.Limiter // paces bulk calls
 	metrics  *metrics
-	mux      *http.ServeMux // health and metrics
-	fields   []string       // member fields kept
+	mux      *http.ServeMux // health, and metrics unless --metrics-addr
+	metricsH http.Handler
+	fields   []string // member fields kept
+	store    *revocation.Store
+	notify   *revocation.Notifier // nil without --revocation-notify
+	auditLog *decisionlog.Logger  // nil for --decision-log off
+	reloads  reloader
+	closing  sync.Once
+	closeErr error
 }
 
 // New builds a Proxy from the settings Config.Validate returned. ctx is the process lifetime: token
-// fetches use it. It makes no network call; /readyz says whether Logto issues a usable token.
+// fetches and the key and secret file watch use it. It calls nothing at Logto; /readyz says whether
+// Logto issues a usable token. A Redis revocation store is tried once and retried in the background.
+// Close releases the store and flushes the audit stream.
 func New(ctx context.Context, s *Settings, logger *slog.Logger) (*Proxy, error) {
 	if s == nil {
 		return nil, errors.New("mgmtproxy: New needs the Settings of Config.Validate")
@@ -63,14 +77,14 @@ func New(ctx context.Context, s *Settings, logger *slog.Logger) (*Proxy, error) 
 	}
 	cfg := s.cfg
 	p := &Proxy{
-		cfg:      cfg,
-		log:      logger,
-		base:     s.base,
-		verifier: s.verifier,
-		proxies:  map[*operation]*httputil.ReverseProxy{},
-		limiter:  rate.NewLimiter(s.bulkLimit, min(s.bulkBurst, cfg.BulkConcurrency)),
-		metrics:  newMetrics(),
-		fields:   s.memberFields,
+		cfg:     cfg,
+		log:     logger,
+		base:    s.base,
+		notify:  s.notify,
+		proxies: map[*operation]*httputil.ReverseProxy{},
+		limiter: rate.NewLimiter(s.bulkLimit, min(s.bulkBurst, cfg.BulkConcurrency)),
+		metrics: newMetrics(),
+		fields:  s.memberFields,
 	}
 
 	transport := http.DefaultTransport.(*http.Transport).Clone()
@@ -120,8 +134,29 @@ func New(ctx context.Context, s *Settings, logger *slog.Logger) (*Proxy, error) 
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	p.mux.HandleFunc("GET /readyz", p.serveReady)
-	p.mux.Handle("GET /metrics", promhttp.HandlerFor(p.metrics.reg, promhttp.HandlerOpts{}))
+	p.verifier.Store(s.verifier)
+	var err error
+	if p.store, err = revocation.Open(ctx, s.storeURL, revocation.Options{Logger: logger}); err != nil {
+		return nil, fmt.Errorf("mgmtproxy: --revocation-store: %w", err)
+	}
+	if p.auditLog, err = decisionlog.Open(cfg.DecisionLog, decisionlog.Options{Service: "mgmtproxy", Version: version.String(), Log: logger}); err != nil {
+		p.store.Close()
+		return nil, fmt.Errorf("mgmtproxy: --decision-log: %w", err)
+	}
+	p.metrics.reg.MustRegister(p.auditLog.Collectors()...)
+	p.metricsH = promhttp.HandlerFor(p.metrics.reg, promhttp.HandlerOpts{})
+	if cfg.MetricsAddr == "" {
+		p.mux.Handle("GET /metrics", p.metricsH)
+	}
+	p.reloads = reloader{p: p, keyPaths: cfg.DecisionPublicKeys, secretPath: cfg.M2MAppSecretFile, secret: s.secret, interval: reloadInterval}
+	p.reloads.start(ctx)
 	return p, nil
+}
+
+// Close flushes the audit stream and closes the revocation store, once. Serve calls it when it returns.
+func (p *Proxy) Close() error {
+	p.closing.Do(func() { p.closeErr = errors.Join(p.auditLog.Close(), p.store.Close()) })
+	return p.closeErr
 }
 
 // serveReady answers 200 when a usable M2M token is cached or can be fetched now, else 503 with the
@@ -138,14 +173,38 @@ func (p *Proxy) serveReady(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
-// Serve listens on Config.ListenAddr and serves until ctx ends, then shuts down gracefully.
+// Serve listens on Config.ListenAddr (and MetricsAddr when set) and serves until ctx ends, then shuts
+// down gracefully and closes the Proxy.
 func (p *Proxy) Serve(ctx context.Context) error {
+	defer p.Close()
 	ln, err := listen(p.cfg.ListenAddr)
 	if err != nil {
 		return err
 	}
+	if p.cfg.MetricsAddr == "" {
+		return p.serve(ctx, ln, p, "mgmtproxy listening")
+	}
+	mln, err := listen(p.cfg.MetricsAddr)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", p.metricsH)
+	ctx, stop := context.WithCancel(ctx) // one server failing stops the other
+	defer stop()
+	errs := make(chan error, 2)
+	go func() { errs <- p.serve(ctx, mln, mux, "mgmtproxy metrics listening") }()
+	go func() { errs <- p.serve(ctx, ln, p, "mgmtproxy listening") }()
+	err = <-errs
+	stop()
+	return errors.Join(err, <-errs)
+}
+
+// serve serves h on ln until ctx ends.
+func (p *Proxy) serve(ctx context.Context, ln net.Listener, h http.Handler, msg string) error {
 	srv := &http.Server{
-		Handler:           p,
+		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      5 * time.Minute, // a paced bulk request of 100 items takes a while
@@ -161,7 +220,7 @@ func (p *Proxy) Serve(ctx context.Context) error {
 		defer cancel()
 		done <- srv.Shutdown(sctx)
 	}()
-	p.log.Info("mgmtproxy listening", "addr", ln.Addr().String(), "logto", p.base.String(), "operations", len(operations))
+	p.log.Info(msg, "addr", ln.Addr().String(), "logto", p.base.String(), "operations", len(operations))
 	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("mgmtproxy: serve: %w", err)
 	}
@@ -198,6 +257,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &recorder{ResponseWriter: w}
 	var req request
+	x := &exchange{req: &req}
+	r = r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x))
 	defer func() {
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler {
@@ -208,7 +269,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				writeError(rec, http.StatusInternalServerError, "internal_error", "mgmtproxy failed")
 			}
 		}
-		p.logRequest(r, rec, &req, time.Since(start))
+		status := p.logRequest(r, rec, &req, time.Since(start))
+		p.audit(r, rec, x, start, status)
 	}()
 	if ref := p.approve(r, &req); ref != nil {
 		p.refuse(rec, &req, ref)
@@ -254,8 +316,9 @@ func (r *recorder) Write(b []byte) (int, error) {
 
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
-// logRequest writes the one log line of a request: never a token, a secret or a body.
-func (p *Proxy) logRequest(r *http.Request, rec *recorder, req *request, d time.Duration) {
+// logRequest writes the one log line of a request (never a token, a secret or a body) and returns the
+// status answered.
+func (p *Proxy) logRequest(r *http.Request, rec *recorder, req *request, d time.Duration) int {
 	route := "none"
 	if req.op != nil {
 		route = req.op.route
@@ -289,6 +352,7 @@ func (p *Proxy) logRequest(r *http.Request, rec *recorder, req *request, d time.
 		}
 	}
 	p.log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
+	return status
 }
 
 // truncate cuts s to at most n bytes, for outside strings in log lines.

@@ -69,8 +69,11 @@ type env struct {
 	// behaviour the emulator does not offer (a token without scope, a 403 auth.forbidden).
 	intercept func(w http.ResponseWriter, r *http.Request) bool
 
-	mu   sync.Mutex
-	seen []seen
+	auditPath string // the --decision-log file
+
+	mu        sync.Mutex
+	seen      []seen
+	decisions []string // every decision e.sign made
 }
 
 const testSecret = "s3cret-m2m-value-never-logged"
@@ -129,6 +132,8 @@ func newEnv(t *testing.T, configure ...func(*Config)) *env {
 	}
 	cfg.DecisionPublicKeys = []string{pubPath}
 	cfg.BulkRate = "1000/1s"
+	e.auditPath = filepath.Join(dir, "audit.jsonl")
+	cfg.DecisionLog = e.auditPath
 	for _, f := range configure {
 		f(&cfg)
 	}
@@ -145,15 +150,28 @@ func newEnv(t *testing.T, configure ...func(*Config)) *env {
 	t.Cleanup(srv.Close)
 	e.url = srv.URL
 	t.Cleanup(func() {
-		// Whatever a test did, neither the secret nor an M2M token may be in the log.
-		logs := e.logs.String()
-		if strings.Contains(logs, testSecret) {
-			t.Errorf("log contains the M2M secret")
+		// Whatever a test did, neither the secret, an M2M token nor a decision may be in the log or
+		// the audit stream.
+		if err := e.proxy.Close(); err != nil {
+			t.Errorf("Close: %v", err)
 		}
-		for _, tok := range e.bearers() {
-			if strings.Contains(logs, tok) {
-				t.Errorf("log contains an M2M token")
+		audit, _ := os.ReadFile(e.auditPath)
+		for name, out := range map[string]string{"log": e.logs.String(), "audit stream": string(audit)} {
+			if strings.Contains(out, testSecret) {
+				t.Errorf("%s contains the M2M secret", name)
 			}
+			for _, tok := range e.bearers() {
+				if strings.Contains(out, tok) {
+					t.Errorf("%s contains an M2M token", name)
+				}
+			}
+			e.mu.Lock()
+			for _, d := range e.decisions {
+				if strings.Contains(out, d) || strings.Contains(out, d[strings.LastIndex(d, ".")+1:]) {
+					t.Errorf("%s contains a decision or its signature", name)
+				}
+			}
+			e.mu.Unlock()
 		}
 	})
 	return e
@@ -216,6 +234,9 @@ func (e *env) sign(t *testing.T, c decision.Claims) string {
 	if err != nil {
 		t.Fatalf("Sign: %v", err)
 	}
+	e.mu.Lock()
+	e.decisions = append(e.decisions, tok)
+	e.mu.Unlock()
 	return tok
 }
 

@@ -65,16 +65,26 @@ func (p *Proxy) modifyResponse(op *operation) func(*http.Response) error {
 				resp.Header.Del("Link")
 			}
 		}
+		if resp.StatusCode/100 == 2 {
+			// The change happened: audit it, and revoke what it took away before the client hears of it.
+			if x := exchangeOf(resp.Request.Context()); x != nil {
+				var created []byte
+				if op.action == createOrg {
+					var err error
+					if created, err = peekBody(resp); err != nil {
+						return err
+					}
+				}
+				x.forwarded(x.req, created)
+				p.revoke(resp.Request.Context(), x.req, nil)
+			}
+		}
 		if op.action != listMembers || resp.StatusCode != http.StatusOK {
 			return nil
 		}
-		raw, err := io.ReadAll(io.LimitReader(resp.Body, maxUpstreamBytes+1))
-		resp.Body.Close()
+		raw, err := peekBody(resp)
 		if err != nil {
 			return fmt.Errorf("mgmtproxy: read member listing: %w", err)
-		}
-		if len(raw) > maxUpstreamBytes {
-			return fmt.Errorf("%w: member listing larger than %d bytes", errBadUpstream, maxUpstreamBytes)
 		}
 		out, err := reduceMembers(raw, p.fields)
 		if err != nil {

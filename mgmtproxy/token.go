@@ -114,7 +114,10 @@ func (s *tokenSource) fetch() (*oauth2.Token, error) {
 	ctx, cancel := context.WithTimeout(s.ctx, s.timeout)
 	defer cancel()
 	start := s.now()
-	tok, err := s.conf.Token(ctx)
+	s.mu.Lock()
+	conf := s.conf // setSecret may replace the secret
+	s.mu.Unlock()
+	tok, err := conf.Token(ctx)
 	if s.fetched != nil {
 		s.fetched(err == nil)
 	}
@@ -137,6 +140,15 @@ func (s *tokenSource) fetch() (*oauth2.Token, error) {
 	s.tok, s.fetchedAt, s.refresh = tok, start, tok.Expiry.Add(-margin)
 	s.failures, s.retryAt, s.lastErr = 0, time.Time{}, nil
 	return tok, nil
+}
+
+// setSecret replaces the M2M secret for the next fetches. The cached token stays (Logto keeps it valid);
+// a backoff after a failure ends, so a fixed secret is tried at once.
+func (s *tokenSource) setSecret(secret string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.conf.ClientSecret = secret
+	s.retryAt = time.Time{}
 }
 
 // failLocked records a failure to get a usable token: no token, no fetch before the backoff has

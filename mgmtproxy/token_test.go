@@ -74,7 +74,7 @@ func TestConcurrentFirstRequestsFetchOneToken(t *testing.T) {
 	// requests queue longer than a decision lives, and this test is about the token, not expiry.
 	now := time.Now()
 	e.signer.Now = func() time.Time { return now }
-	e.proxy.verifier.Now = e.signer.Now
+	e.proxy.verifier.Load().Now = e.signer.Now
 	start := make(chan struct{})
 	statuses := make(chan string, n)
 	var wg sync.WaitGroup

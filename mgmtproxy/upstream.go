@@ -11,6 +11,9 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"time"
+
+	"github.com/orgauthz/orgauthz/decisionlog"
 )
 
 // Upstream failures; response.go's classify maps each to the caller's status and reason.
@@ -112,8 +115,18 @@ type upstream struct {
 	metrics *metrics
 }
 
-func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := u.send(req)
+func (u *upstream) RoundTrip(req *http.Request) (resp *http.Response, err error) {
+	start := time.Now()
+	defer func() {
+		c := decisionlog.Call{Method: req.Method, Path: req.URL.Path, DurationNS: time.Since(start).Nanoseconds()}
+		if err != nil {
+			_, c.Error, _ = classify(err)
+		} else {
+			c.Status = resp.StatusCode
+		}
+		exchangeOf(req.Context()).call(c)
+	}()
+	resp, err = u.send(req)
 	if err == nil && resp.StatusCode == http.StatusUnauthorized {
 		resp, err = u.retry(req, resp)
 	}

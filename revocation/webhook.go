@@ -55,6 +55,7 @@ func LoadWebhookSecret(path string) ([]byte, error) {
 // logto-signature-sha-256 for secret over the raw body (at most MaxWebhookBytes), a signed createdAt
 // within [now-WebhookMaxAge, now+WebhookMaxAhead], and not seen before; then it turns the event into
 // watermarks (EventWatermarks) and revokes them through store. now is the clock (time.Now when nil).
+// mgmtproxy's orgauthz.Revoked event (notify.go) arrives the same way, under the same checks.
 //
 // Answers, each with a JSON {"code","message"}: 204 applied or nothing to do; 202 applied here but not
 // yet shared (Redis down); 400 malformed or stale; 401 unsigned or mis-signed; 405 not POST; 409
@@ -156,6 +157,7 @@ type event struct {
 	} `json:"params"`
 	OrganizationID string          `json:"organizationId"`
 	Data           json.RawMessage `json:"data"`
+	Watermarks     json.RawMessage `json:"watermarks"` // RevokedEvent only
 
 	createdAt time.Time
 }
@@ -222,6 +224,11 @@ func (ev *event) watermarks() ([]Watermark, error) {
 		ws = []Watermark{{Kinds: OrganizationAPI | GlobalKinds, NotBefore: NotBefore(at)}}
 	case "User.Deleted":
 		ws = userChanged(ev.userID(), at)
+	case RevokedEvent:
+		var err error
+		if ws, err = revokedWatermarks(ev.Watermarks, at); err != nil {
+			return nil, err
+		}
 	case "User.SuspensionStatus.Updated":
 		var d struct {
 			IsSuspended *bool `json:"isSuspended"`

@@ -2,9 +2,6 @@ package revocation
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -213,11 +210,7 @@ func TestRemovedMemberLosesAccess(t *testing.T) {
 	}
 }
 
-func sign(key, body []byte) string {
-	m := hmac.New(sha256.New, key)
-	m.Write(body)
-	return hex.EncodeToString(m.Sum(nil))
-}
+func sign(key, body []byte) string { return Sign(key, body) }
 
 func TestWebhookRefusals(t *testing.T) {
 	secret := realSecret(t)
@@ -258,16 +251,21 @@ func TestWebhookRefusals(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := memoryStore(t)
 			h := WebhookHandler(secret, func() time.Time { return tc.now }, s)
-			w := post(h, tc.body, tc.sigs...)
-			var body struct{ Code string }
-			json.Unmarshal(w.Body.Bytes(), &body)
-			if w.Code != tc.status || body.Code != tc.code {
-				t.Errorf("POST = %d %q, want %d %q", w.Code, body.Code, tc.status, tc.code)
-			}
-			if n := s.Status().Watermarks; n != 0 {
-				t.Errorf("a refused delivery left %d watermarks", n)
-			}
+			wantRefused(t, post(h, tc.body, tc.sigs...), s, tc.status, tc.code)
 		})
+	}
+}
+
+// wantRefused checks that w is the refusal status and code, and that s took no watermark.
+func wantRefused(t *testing.T, w *httptest.ResponseRecorder, s *Store, status int, code string) {
+	t.Helper()
+	var body struct{ Code string }
+	json.Unmarshal(w.Body.Bytes(), &body)
+	if w.Code != status || body.Code != code {
+		t.Errorf("POST = %d %q, want %d %q", w.Code, body.Code, status, code)
+	}
+	if n := s.Status().Watermarks; n != 0 {
+		t.Errorf("a refused delivery left %d watermarks", n)
 	}
 }
 

@@ -29,6 +29,15 @@ key m2m-app-secret), never a flag value. --logto-endpoint must be https, or http
 (127.0.0.0/8, ::1, localhost). --check validates the configuration, reading the secret and key
 files, as serving does first, and prints "mgmtproxy: configuration ok".
 
+Each decision is single-use through --revocation-store (memory, or Redis shared with the sidecars
+and replicas; Redis unreachable answers 503 replay_store_unavailable). After Logto made a change
+that takes power away, mgmtproxy records its revocation watermarks there, and with
+--revocation-notify posts them, signed with --logto-webhook-secret-file, to the sidecars' POST
+/logto/webhooks, before it answers. The Redis password comes from --redis-password-file or
+ORGAUTHZ_REDIS_PASSWORD, never the URL. The audit stream (--decision-log) has one JSON record per
+request on stdout, separate from these log lines on stderr. The --decision-public-key files (or
+directories of *.pub files) and the M2M secret file are reread when they change.
+
 Exit status: 0 after --check or --help; 2 for an invalid configuration, with every problem on
 stderr; 1 when serving fails, e.g. a listen address already in use.`
 

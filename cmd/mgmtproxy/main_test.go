@@ -55,10 +55,14 @@ func TestRun(t *testing.T) {
 		{"check reports every problem", []string{"--check", "--logto-endpoint", "ftp://x", "--bulk-concurrency", "0"},
 			[]string{"--m2m-app-id", "--logto-endpoint", "--bulk-concurrency", "--decision-public-key is required"}, confload.ExitBadConfig, "", ""},
 		{"parse and validation problems together", []string{"--check", "--nope", "--upstream-timeout", "soon", "--listen-addr", "127.0.0.1:0"},
-			[]string{"flag provided but not defined: -nope", "--upstream-timeout", "--listen-addr", "--m2m-app-id is required", "--logto-endpoint is required"},
+			[]string{"flag provided but not defined: -nope", "--upstream-timeout", `--listen-addr "127.0.0.1:0"`, "--m2m-app-id is required", "--logto-endpoint is required"},
 			confload.ExitBadConfig, "", "Usage of mgmtproxy:"},
 		{"invalid without --check", []string{"--logto-endpoint", "http://logto.example.com"}, []string{"loopback"}, confload.ExitBadConfig, "", ""},
 		{"secret is not a flag", append([]string{"--check", "--m2m-app-secret", "x"}, base...), []string{"flag provided but not defined"}, confload.ExitBadConfig, "", ""},
+		{"redis password not in the URL", append([]string{"--check", "--revocation-store", "redis://:hunter2@127.0.0.1:6379/0"}, base...),
+			[]string{"--redis-password-file or ORGAUTHZ_REDIS_PASSWORD"}, confload.ExitBadConfig, "", ""},
+		{"notify needs the webhook secret", append([]string{"--check", "--revocation-notify", "http://127.0.0.1:9192/logto/webhooks", "--decision-log", "/nonexistent/dir/audit"}, base...),
+			[]string{"--revocation-notify needs --logto-webhook-secret-file", "--decision-log"}, confload.ExitBadConfig, "", ""},
 		{"unknown argument", append([]string{"--check", "extra"}, base...), []string{"unexpected arguments"}, confload.ExitBadConfig, "", ""},
 	} {
 		var stdout, stderr bytes.Buffer
@@ -85,7 +89,7 @@ func TestRun(t *testing.T) {
 				t.Errorf("%s: stderr has %q %d times, want once:\n%s", tc.name, w, n, stderr.String())
 			}
 		}
-		if strings.Contains(stdout.String()+stderr.String(), "from-env-secret") {
+		if strings.Contains(stdout.String()+stderr.String(), "from-env-secret") || strings.Contains(stderr.String(), "hunter2") {
 			t.Errorf("%s: output shows the secret", tc.name)
 		}
 	}

@@ -63,10 +63,12 @@ func FuzzJWKS(f *testing.F) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		v, err := token.New(ctx, token.Config{
-			Issuers:       []string{tenant.Issuer()},
-			RefreshMinGap: time.Hour, // the initial fetch only: at most one request per exec
-			FetchTimeout:  5 * time.Second,
-			HTTPClient:    client,
+			Issuers:         []string{tenant.Issuer()},
+			Algorithms:      []string{"ES384", "RS256"},
+			RefreshInterval: time.Hour,
+			RefreshMinGap:   time.Hour, // the initial fetch only: at most one request per exec
+			FetchTimeout:    5 * time.Second,
+			HTTPClient:      client,
 		})
 		if err != nil {
 			t.Fatal(err)

@@ -1,0 +1,170 @@
+package mgmtproxy
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/orgauthz/orgauthz/decision"
+)
+
+// reloadInterval is how often the key and secret files are reread whatever fsnotify says: Kubernetes
+// updates a mounted Secret by swapping a symlink, which not every watch reports.
+const reloadInterval = 10 * time.Second
+
+// maxPublicKeys bounds the keys of the --decision-public-key files and directories together.
+const maxPublicKeys = 16
+
+// publicKeyFiles expands the --decision-public-key paths: a file is itself, a directory is every
+// *.pub file in it (not hidden ones: Kubernetes keeps its ..data there), so keys can be added and
+// removed while mgmtproxy runs.
+func publicKeyFiles(paths []string) ([]string, error) {
+	var files []string
+	for _, p := range paths {
+		st, err := os.Stat(p)
+		if err != nil {
+			return nil, fmt.Errorf("decision public key: %w", err)
+		}
+		if !st.IsDir() {
+			files = append(files, p)
+			continue
+		}
+		entries, err := os.ReadDir(p)
+		if err != nil {
+			return nil, fmt.Errorf("decision public key: %w", err)
+		}
+		n := len(files)
+		for _, e := range entries {
+			name := e.Name()
+			if !strings.HasPrefix(name, ".") && strings.HasSuffix(name, ".pub") {
+				files = append(files, filepath.Join(p, name))
+			}
+		}
+		if len(files) == n {
+			return nil, fmt.Errorf("decision public key directory %s holds no *.pub file", p)
+		}
+	}
+	if len(files) > maxPublicKeys {
+		return nil, fmt.Errorf("more than %d decision public keys", maxPublicKeys)
+	}
+	return files, nil
+}
+
+// loadVerifier reads the keys of the --decision-public-key paths.
+func loadVerifier(paths []string) (*decision.Verifier, error) {
+	files, err := publicKeyFiles(paths)
+	if err != nil {
+		return nil, err
+	}
+	return decision.LoadVerifier(files...)
+}
+
+// reloader rereads the decision public keys and the M2M secret file when they change, so keys rotate
+// and the secret is replaced without a restart. A broken new file leaves the last good set in force.
+type reloader struct {
+	p          *Proxy
+	keyPaths   []string
+	secretPath string // "" when the secret comes from the environment
+	secret     string // in force
+	interval   time.Duration
+}
+
+// start watches the files' directories (before it returns: a change right after New is seen) and
+// rereads the files on every change and every interval until ctx ends.
+func (rl *reloader) start(ctx context.Context) {
+	var events <-chan fsnotify.Event
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		rl.p.log.Warn("cannot watch the key and secret files; rereading them periodically", "every", rl.interval, "err", err)
+	} else {
+		dirs := map[string]bool{}
+		for _, p := range append(slices.Clone(rl.keyPaths), rl.secretPath) {
+			if p == "" {
+				continue
+			}
+			dir := p
+			if st, err := os.Stat(p); err != nil || !st.IsDir() {
+				dir = filepath.Dir(p)
+			}
+			if !dirs[dir] {
+				dirs[dir] = true
+				if err := w.Add(dir); err != nil {
+					rl.p.log.Warn("cannot watch a key or secret directory; rereading it periodically", "dir", dir, "err", err)
+				}
+			}
+		}
+		events = w.Events
+		go func() {
+			for range w.Errors {
+			}
+		}()
+	}
+	go rl.run(ctx, w, events)
+}
+
+func (rl *reloader) run(ctx context.Context, w *fsnotify.Watcher, events <-chan fsnotify.Event) {
+	if w != nil {
+		defer w.Close()
+	}
+	tick := time.NewTicker(rl.interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-events:
+			// Writers replace files in several steps: let them finish, then take every event at once.
+			time.Sleep(50 * time.Millisecond)
+			for drained := false; !drained; {
+				select {
+				case <-events:
+				default:
+					drained = true
+				}
+			}
+		case <-tick.C:
+		}
+		rl.reload()
+	}
+}
+
+// reload swaps in the keys and the secret when they changed and are valid.
+func (rl *reloader) reload() {
+	p := rl.p
+	old := p.verifier.Load()
+	v, err := loadVerifier(rl.keyPaths)
+	switch {
+	case err != nil:
+		p.log.Error("decision public keys not reloaded: keeping the last good set", "kids", old.KeyIDs(), "err", err)
+	case !sameKeys(v.KeyIDs(), old.KeyIDs()):
+		// The new Verifier keeps the process's start (decision_stale) and clock; its replay cache
+		// starts empty, which the revocation store's claim covers.
+		v.Started, v.Now, v.MaxReplayEntries = old.Started, old.Now, old.MaxReplayEntries
+		p.verifier.Store(v)
+		p.log.Info("decision public keys reloaded", "kids", v.KeyIDs(), "previous", old.KeyIDs())
+	}
+	if rl.secretPath == "" {
+		return
+	}
+	secret, err := readSecretFile(rl.secretPath, "m2m app secret")
+	switch {
+	case err != nil:
+		p.log.Error("m2m app secret not reloaded: keeping the last good one", "err", err)
+	case secret != rl.secret:
+		rl.secret = secret
+		p.tokens.setSecret(secret)
+		p.log.Info("m2m app secret reloaded: new tokens are fetched with it")
+	}
+}
+
+func sameKeys(a, b []string) bool {
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
+}
