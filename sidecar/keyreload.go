@@ -7,13 +7,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
-
 	"github.com/orgauthz/orgauthz/decision"
+	"github.com/orgauthz/orgauthz/internal/filewatch"
 )
 
-// keyRereadInterval is how often the decision key file is reread whatever fsnotify says: Kubernetes
-// updates a mounted Secret by swapping a symlink, which not every watch reports.
+// keyRereadInterval is how often the decision key file is reread whatever fsnotify says.
 const keyRereadInterval = 10 * time.Second
 
 // signerFile is the signer of --decision-key, replaced when the file changes so the key rotates
@@ -41,40 +39,7 @@ func (f *signerFile) KeyID() string { return f.current.Load().KeyID() }
 
 // watch rereads the file on every change in its directory and every keyRereadInterval until ctx ends.
 func (f *signerFile) watch(ctx context.Context) {
-	var events <-chan fsnotify.Event
-	if w, err := fsnotify.NewWatcher(); err != nil {
-		f.log.Warn("decision key not watched; rereading it periodically", "every", keyRereadInterval, "err", err)
-	} else {
-		defer w.Close()
-		if err := w.Add(filepath.Dir(f.path)); err != nil {
-			f.log.Warn("decision key directory not watched; rereading it periodically", "every", keyRereadInterval, "err", err)
-		}
-		events = w.Events
-		go func() {
-			for range w.Errors {
-			}
-		}()
-	}
-	tick := time.NewTicker(keyRereadInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-events:
-			// Writers replace a file in several steps: let them finish, then take every event at once.
-			time.Sleep(50 * time.Millisecond)
-			for drained := false; !drained; {
-				select {
-				case <-events:
-				default:
-					drained = true
-				}
-			}
-		case <-tick.C:
-		}
-		f.reload()
-	}
+	filewatch.Watch(ctx, []string{filepath.Dir(f.path)}, keyRereadInterval, f.log, f.reload)
 }
 
 // reload installs the file's key when it loads and differs from the key in force.

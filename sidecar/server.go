@@ -82,7 +82,7 @@ func New(ctx context.Context, v *Valid, logger *slog.Logger) (*Server, error) {
 		trusted: v.trusted,
 	}
 	s.metrics = newMetrics(s.tokens, s.policy, s.Ready)
-	go s.signer.watch(ctx)
+	s.signer.watch(ctx)
 	if err := s.startTracing(); err != nil {
 		return nil, err
 	}
