@@ -67,6 +67,10 @@ type Config struct {
 	// BulkConcurrency bounds the Logto calls one bulk request makes at once. Default 4, at most 32.
 	BulkConcurrency int `flag:"bulk-concurrency" usage:"Logto calls in flight per bulk request"`
 
+	// OTLPEndpoint, when set, sends a span per call to Logto to this OTLP/HTTP collector (protobuf),
+	// continuing the request's W3C traceparent (tracing.go). Default empty: tracing off.
+	OTLPEndpoint string `flag:"otlp-endpoint" usage:"OTLP/HTTP collector URL receiving a span per call to Logto, continuing the request's W3C traceparent (default empty: tracing off)"`
+
 	// UpstreamTimeout bounds each call to Logto, token fetches included; a call that takes longer is
 	// answered 504. Default 15s.
 	UpstreamTimeout time.Duration `flag:"upstream-timeout" usage:"time limit of each call to Logto"`
@@ -189,6 +193,9 @@ func (c *Config) Validate() (*Settings, error) {
 	}
 	if c.BulkConcurrency < 1 || c.BulkConcurrency > 32 {
 		add("--bulk-concurrency %d: want 1 to 32", c.BulkConcurrency)
+	}
+	if err := checkOTLPEndpoint(c.OTLPEndpoint); err != nil {
+		add("--otlp-endpoint: %w", err)
 	}
 	if c.UpstreamTimeout <= 0 {
 		add("--upstream-timeout %v: want a positive duration", c.UpstreamTimeout)

@@ -111,7 +111,7 @@ func New(ctx context.Context, s *Settings, logger *slog.Logger) (*Proxy, error) 
 		fetched: p.metrics.tokenFetched,
 		log:     logger,
 	}
-	p.upstream = &upstream{next: &oauth2.Transport{Source: p.tokens, Base: transport}, tokens: p.tokens, metrics: p.metrics}
+	p.upstream = &upstream{next: &oauth2.Transport{Source: p.tokens, Base: p.traced(ctx, transport)}, tokens: p.tokens, metrics: p.metrics}
 	p.client = &http.Client{Transport: p.upstream, CheckRedirect: noRedirect}
 
 	errLog := slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
@@ -254,6 +254,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.mux.ServeHTTP(w, r)
 		return
 	}
+	r = p.withTrace(r)
 	start := time.Now()
 	rec := &recorder{ResponseWriter: w}
 	var req request

@@ -9,9 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
-
 	"github.com/orgauthz/orgauthz/decision"
+	"github.com/orgauthz/orgauthz/internal/filewatch"
 )
 
 // reloadInterval is how often the key and secret files are reread whatever fsnotify says: Kubernetes
@@ -78,60 +77,20 @@ type reloader struct {
 // start watches the files' directories (before it returns: a change right after New is seen) and
 // rereads the files on every change and every interval until ctx ends.
 func (rl *reloader) start(ctx context.Context) {
-	var events <-chan fsnotify.Event
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		rl.p.log.Warn("cannot watch the key and secret files; rereading them periodically", "every", rl.interval, "err", err)
-	} else {
-		dirs := map[string]bool{}
-		for _, p := range append(slices.Clone(rl.keyPaths), rl.secretPath) {
-			if p == "" {
-				continue
-			}
-			dir := p
-			if st, err := os.Stat(p); err != nil || !st.IsDir() {
-				dir = filepath.Dir(p)
-			}
-			if !dirs[dir] {
-				dirs[dir] = true
-				if err := w.Add(dir); err != nil {
-					rl.p.log.Warn("cannot watch a key or secret directory; rereading it periodically", "dir", dir, "err", err)
-				}
-			}
+	dirs := []string{}
+	for _, p := range append(slices.Clone(rl.keyPaths), rl.secretPath) {
+		if p == "" {
+			continue
 		}
-		events = w.Events
-		go func() {
-			for range w.Errors {
-			}
-		}()
-	}
-	go rl.run(ctx, w, events)
-}
-
-func (rl *reloader) run(ctx context.Context, w *fsnotify.Watcher, events <-chan fsnotify.Event) {
-	if w != nil {
-		defer w.Close()
-	}
-	tick := time.NewTicker(rl.interval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-events:
-			// Writers replace files in several steps: let them finish, then take every event at once.
-			time.Sleep(50 * time.Millisecond)
-			for drained := false; !drained; {
-				select {
-				case <-events:
-				default:
-					drained = true
-				}
-			}
-		case <-tick.C:
+		dir := p
+		if st, err := os.Stat(p); err != nil || !st.IsDir() {
+			dir = filepath.Dir(p)
 		}
-		rl.reload()
+		if !slices.Contains(dirs, dir) {
+			dirs = append(dirs, dir)
+		}
 	}
+	filewatch.Watch(ctx, dirs, rl.interval, rl.p.log, rl.reload)
 }
 
 // reload swaps in the keys and the secret when they changed and are valid.

@@ -23,6 +23,7 @@ import (
 	"github.com/orgauthz/orgauthz/decision"
 	"github.com/orgauthz/orgauthz/decisionlog"
 	"github.com/orgauthz/orgauthz/internal/confload"
+	"github.com/orgauthz/orgauthz/internal/tracing"
 	"github.com/orgauthz/orgauthz/sidecar/internal/policy"
 	"github.com/orgauthz/orgauthz/sidecar/internal/token"
 )
@@ -91,6 +92,13 @@ type Config struct {
 	MaxBodyBytes int `flag:"max-body-bytes" usage:"largest JSON request body given to the policy"`
 	// JWKSRefresh is how often each issuer's key set is refetched. Default 5m, at least 10s.
 	JWKSRefresh time.Duration `flag:"jwks-refresh" usage:"how often the issuers' JWKS are refetched"`
+	// MetricsAddr, when set, serves /metrics on this host:port only (HTTPAddr then answers 404
+	// there), so a scraper reaches metrics without reaching the check endpoints. Default empty.
+	MetricsAddr string `flag:"metrics-addr" usage:"serve /metrics on ADDR only (default empty: /metrics stays on --http-addr)"`
+	// OTLPEndpoint, when set, sends a span per check to this OTLP/HTTP collector (protobuf), e.g.
+	// http://127.0.0.1:4318 (spans go to its /v1/traces; a URL with a path is used as is). Default
+	// empty: tracing off, at no cost to a check.
+	OTLPEndpoint string `flag:"otlp-endpoint" usage:"OTLP/HTTP collector URL receiving a span per check, continuing the request's W3C traceparent (default empty: tracing off)"`
 	// CheckOffline makes --check skip fetching each issuer's discovery document and key set.
 	CheckOffline bool `flag:"check-offline" usage:"with --check: do not fetch the issuers' discovery and JWKS"`
 
@@ -178,6 +186,18 @@ func (c Config) Validate() (*Valid, error) {
 	}
 	if c.GRPCAddr != "" && c.GRPCAddr == c.HTTPAddr {
 		bad("--grpc-addr and --http-addr are both %s", c.GRPCAddr)
+	}
+	if c.MetricsAddr != "" {
+		if err := confload.CheckHostPort(c.MetricsAddr); err != nil {
+			bad("--metrics-addr %q: %w", c.MetricsAddr, err)
+		} else if c.MetricsAddr == c.GRPCAddr || c.MetricsAddr == c.HTTPAddr {
+			bad("--metrics-addr %s is also --grpc-addr or --http-addr", c.MetricsAddr)
+		}
+	}
+	if c.OTLPEndpoint != "" {
+		if err := tracing.CheckEndpoint(c.OTLPEndpoint); err != nil {
+			bad("--otlp-endpoint: %w", err)
+		}
 	}
 	ttlOK := c.DecisionTTL >= time.Second && c.DecisionTTL <= decision.MaxTTL && c.DecisionTTL%time.Second == 0
 	if !ttlOK {

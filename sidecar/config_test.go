@@ -107,6 +107,12 @@ func TestConfigValidateSettings(t *testing.T) {
 		{"leeway over the bound", func(c *Config) { c.ClockSkew = 5*time.Minute + time.Second }, "--clock-skew"},
 		{"issuer twice", func(c *Config) { c.Issuers = []string{c.Issuers[0], c.Issuers[0]} }, "listed twice"},
 		{"unreadable key", func(c *Config) { c.DecisionKey += ".missing" }, "decision key:"},
+		{"metrics port", func(c *Config) { c.MetricsAddr = ":9090" }, ""},
+		{"metrics on the HTTP address", func(c *Config) { c.MetricsAddr = c.HTTPAddr }, "--metrics-addr"},
+		{"metrics port 0", func(c *Config) { c.MetricsAddr = "127.0.0.1:0" }, "--metrics-addr"},
+		{"otlp collector", func(c *Config) { c.OTLPEndpoint = "http://otel-collector:4318" }, ""},
+		{"otlp not a URL", func(c *Config) { c.OTLPEndpoint = "otel-collector:4318" }, "--otlp-endpoint"},
+		{"otlp with a user", func(c *Config) { c.OTLPEndpoint = "https://u:p@collector" }, "--otlp-endpoint"},
 	} {
 		c := validConfig(t)
 		tc.change(&c)

@@ -10,10 +10,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
 	"github.com/orgauthz/orgauthz/decisionlog"
 	"github.com/orgauthz/orgauthz/revocation"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Reasons of the HTTP check endpoints' own refusals.
@@ -36,7 +36,7 @@ const envoyHeadersToRemove = "x-envoy-auth-headers-to-remove"
 //	/readyz         200 when keys (of some issuer), a policy and the revocation watermarks are loaded,
 //	                else 503; says the revocation store's state (Redis down: serving the last set) and per issuer
 //	                what is wrong with its keys ("ok" when nothing)
-//	/metrics        Prometheus metrics of this Server
+//	/metrics        Prometheus metrics of this Server, unless --metrics-addr serves them there only
 //	/envoy/…        Envoy's HTTP ext_authz mode: the original method, the original target after /envoy,
 //	                the body when Envoy sends it (with_request_body); only from --trusted-proxy peers
 //	/logto/webhooks Logto's webhooks (revocation), POST, authenticated by their signature, from any peer
@@ -84,6 +84,10 @@ func (s *Server) Handler() http.Handler {
 				Revocation revocationStatus  `json:"revocation"`
 			}{keys, pol, issuers, rev})
 		case "/metrics":
+			if s.cfg.MetricsAddr != "" { // served on --metrics-addr only
+				http.NotFound(w, r)
+				return
+			}
 			metrics.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
@@ -104,20 +108,24 @@ func writeStatus(w http.ResponseWriter, status int, body any) {
 func (s *Server) serveCheck(w http.ResponseWriter, r *http.Request, read func(*http.Request) (*rawRequest, *verdict), envoy bool) {
 	start := time.Now()
 	id := decisionlog.NewID()
+	var span trace.Span
 	defer func() {
 		if p := recover(); p != nil {
 			v := &verdict{status: http.StatusServiceUnavailable, reason: reasonInternalError, err: fmt.Errorf("sidecar: HTTP check panicked: %v", p)}
 			s.record(&rawRequest{id: id}, nil, v, start)
+			endSpan(span, id, nil, v)
 			writeHTTP(w, id, v)
 		}
 	}()
 	raw, v := read(r)
 	raw.id = id
+	ctx, span := s.startSpan(r.Context(), raw)
 	var req *request
 	if v == nil {
-		req, v = s.decide(r.Context(), raw)
+		req, v = s.decide(ctx, raw)
 	}
 	s.record(raw, req, v, start)
+	endSpan(span, id, req, v)
 	if envoy && v.allowed() {
 		w.Header().Set(envoyHeadersToRemove, strings.Join(headersToRemove(req, id, v), ","))
 	}

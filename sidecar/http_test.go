@@ -116,7 +116,7 @@ func TestUntrustedPeer(t *testing.T) {
 		})
 	}
 	// The refusal comes before any token check or policy: nothing was verified or decided.
-	if got := h.get(t, "/metrics", nil).body; !strings.Contains(got, `orgauthz_sidecar_decisions_total{reason="untrusted_proxy",result="deny"} 3`) {
+	if got := h.get(t, "/metrics", nil).body; !strings.Contains(got, `orgauthz_sidecar_decisions_total{reason="untrusted_proxy",result="deny",route=""} 3`) {
 		t.Errorf("metrics do not count 3 untrusted_proxy denials:\n%s", got)
 	}
 }
@@ -183,8 +183,8 @@ func TestHTTPHealthAndMetrics(t *testing.T) {
 		{"/healthz", 200, []string{`"alive":true`}},
 		{"/readyz", 200, []string{`"keys":true`, `"policy":true`}},
 		{"/metrics", 200, []string{
-			`orgauthz_sidecar_decisions_total{reason="org_permission",result="allow"} 2`,
-			`orgauthz_sidecar_decisions_total{reason="missing_token",result="deny"} 1`,
+			`orgauthz_sidecar_decisions_total{reason="org_permission",result="allow",route="GET /api/organizations/{orgId}"} 2`,
+			`orgauthz_sidecar_decisions_total{reason="missing_token",result="deny",route=""} 1`,
 			"orgauthz_sidecar_check_duration_seconds_count 3",
 			"orgauthz_sidecar_token_cache_hits_total 1",
 			"orgauthz_sidecar_jwks_fetches_total",

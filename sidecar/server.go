@@ -10,9 +10,11 @@ import (
 	"net/netip"
 	"regexp"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/net/http/httpguts"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -23,6 +25,7 @@ import (
 
 	"github.com/orgauthz/orgauthz/decision"
 	"github.com/orgauthz/orgauthz/decisionlog"
+	"github.com/orgauthz/orgauthz/internal/tracing"
 	"github.com/orgauthz/orgauthz/revocation"
 	"github.com/orgauthz/orgauthz/sidecar/internal/policy"
 	"github.com/orgauthz/orgauthz/sidecar/internal/token"
@@ -43,13 +46,16 @@ type Server struct {
 	log     *slog.Logger
 	tokens  *token.Verifier
 	policy  *policy.Engine
-	signer  *decision.Signer
+	signer  *signerFile
 	trusted []netip.Prefix
 	metrics *metrics
 	grpc    *grpc.Server
 	http    *http.Server
 	revoc   *revocation.Store // revocation watermarks (revocation.go)
 	webhook http.Handler      // POST /logto/webhooks; nil without a signing key
+
+	metricsAddr atomic.Value      // string: where --metrics-addr listens, once it does
+	tracing     *tracing.Provider // nil when --otlp-endpoint is empty
 
 	// beforeEval, when set, runs in the decision path after the request is checked: tests use it
 	// to inject a panic.
@@ -79,11 +85,15 @@ func New(ctx context.Context, v *Valid, logger *slog.Logger) (*Server, error) {
 		log:     logger,
 		tokens:  tokens,
 		policy:  policy.New(cfg.Policies, policy.Options{}),
-		signer:  v.signer,
+		signer:  newSignerFile(cfg.DecisionKey, v.signer, logger),
 		trusted: v.trusted,
 	}
 	s.metrics = newMetrics(s.tokens, s.policy, s.Ready)
 	if err := s.openRevocation(ctx, v.revoc); err != nil {
+		return nil, err
+	}
+	s.signer.watch(ctx)
+	if err := s.startTracing(); err != nil {
 		return nil, err
 	}
 	if err := s.policy.Load(ctx); err != nil {
@@ -154,12 +164,18 @@ func (s *Server) Serve(ctx context.Context) error {
 	return s.ServeListeners(ctx, gl, hl)
 }
 
-// ServeListeners serves gRPC on grpcLn and HTTP on httpLn until ctx ends or either server fails,
-// then stops both gracefully (in-flight checks finish, at most shutdownTimeout). It takes
+// ServeListeners serves gRPC on grpcLn, HTTP on httpLn and, when --metrics-addr is set, /metrics on
+// a listener of its own at that address, until ctx ends or a server fails, then stops them gracefully (in-flight checks finish, at most shutdownTimeout). It takes
 // ownership of the listeners and may be called once.
 func (s *Server) ServeListeners(ctx context.Context, grpcLn, httpLn net.Listener) error {
-	s.log.Info("sidecar serving", "grpc", grpcLn.Addr().String(), "http", httpLn.Addr().String())
-	errc := make(chan error, 2)
+	metricsSrv, metricsLn, err := s.listenMetrics()
+	if err != nil {
+		grpcLn.Close()
+		httpLn.Close()
+		return err
+	}
+	s.log.Info("sidecar serving", "grpc", grpcLn.Addr().String(), "http", httpLn.Addr().String(), "metrics", s.cfg.MetricsAddr)
+	errc := make(chan error, 3)
 	go func() {
 		if err := s.grpc.Serve(grpcLn); err != nil {
 			errc <- fmt.Errorf("sidecar: gRPC: %w", err)
@@ -175,8 +191,19 @@ func (s *Server) ServeListeners(ctx context.Context, grpcLn, httpLn net.Listener
 		errc <- nil
 	}()
 
-	var errs []error
 	pending := 2
+	if metricsSrv != nil {
+		pending++
+		go func() {
+			if err := metricsSrv.Serve(metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("sidecar: metrics HTTP: %w", err)
+				return
+			}
+			errc <- nil
+		}()
+	}
+
+	var errs []error
 	select {
 	case <-ctx.Done():
 	case err := <-errc:
@@ -197,6 +224,10 @@ func (s *Server) ServeListeners(ctx context.Context, grpcLn, httpLn net.Listener
 	if err := s.http.Shutdown(sctx); err != nil {
 		errs = append(errs, fmt.Errorf("sidecar: HTTP shutdown: %w", err))
 	}
+	if metricsSrv != nil {
+		metricsSrv.Close() // a scrape needs no grace
+	}
+	s.stopTracing(sctx)
 	for ; pending > 0; pending-- {
 		errs = append(errs, <-errc)
 	}
@@ -215,6 +246,7 @@ func (s *Server) ServeListeners(ctx context.Context, grpcLn, httpLn net.Listener
 func (s *Server) Check(ctx context.Context, in *authv3.CheckRequest) (resp *authv3.CheckResponse, err error) {
 	start := time.Now()
 	var raw *rawRequest
+	var span trace.Span
 	defer func() {
 		if p := recover(); p != nil {
 			if raw == nil {
@@ -222,12 +254,15 @@ func (s *Server) Check(ctx context.Context, in *authv3.CheckRequest) (resp *auth
 			}
 			v := &verdict{status: http.StatusServiceUnavailable, reason: reasonInternalError, err: fmt.Errorf("sidecar: check panicked: %v", p)}
 			s.record(raw, nil, v, start)
+			endSpan(span, raw.id, nil, v)
 			resp, err = checkResponse(nil, raw.id, v), nil
 		}
 	}()
 	raw = fromCheckRequest(in)
+	ctx, span = s.startSpan(ctx, raw)
 	req, v := s.decide(ctx, raw)
 	s.record(raw, req, v, start)
+	endSpan(span, raw.id, req, v)
 	return checkResponse(req, raw.id, v), nil
 }
 

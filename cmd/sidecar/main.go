@@ -46,6 +46,10 @@ issuer's discovery document and JWKS once (failing on a 404, another issuer's di
 key; --check-offline skips this) and prints "sidecar: configuration ok". Serving starts without a loadable policy: not ready, every check 503,
 until a good policy appears in --policies.
 
+--decision-key is reread when the file changes (rotation without restart; a broken file leaves the
+last good key signing). --metrics-addr moves /metrics to an address of its own. --otlp-endpoint sends
+a span per check to an OTLP/HTTP collector, continuing the W3C traceparent of the checked request.
+
 Memory: the sidecar runs the Go GC at GOGC=400 with a soft limit of 128 MiB (GOMEMLIMIT) unless GOGC
 or GOMEMLIMIT is set in its environment: fewer collections while the heap is small (the p95 of a check
 was GC marking), RSS about 145 MB with 100 000 cached tokens.

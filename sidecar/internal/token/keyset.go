@@ -76,6 +76,8 @@ type keySet struct {
 	gapMu       sync.Mutex
 	lastUnknown time.Time // when an unknown kid last caused a fetch (monotonic clock)
 
+	fetched, failed atomic.Uint64 // this issuer's fetches that installed keys, and that failed
+
 	statusMu   sync.Mutex
 	lastErr    error     // the last fetch's failure, nil after a good one
 	lastLogged time.Time // when a failure was last logged
@@ -212,9 +214,11 @@ func (ks *keySet) refresh() error {
 	keys, err := ks.fetch()
 	if err != nil {
 		ks.stats.jwksFetchErrors.Add(1)
+		ks.failed.Add(1)
 		return err
 	}
 	ks.store(keys)
+	ks.fetched.Add(1)
 	return nil
 }
 

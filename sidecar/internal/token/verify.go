@@ -123,6 +123,21 @@ func (v *Verifier) Stats() Stats {
 	return s
 }
 
+// Fetches are one issuer's key set fetches since New.
+type Fetches struct {
+	OK     uint64 // fetches that installed keys
+	Failed uint64 // fetches that failed or brought no usable key
+}
+
+// Fetches returns each issuer's key set fetches.
+func (v *Verifier) Fetches() map[string]Fetches {
+	out := make(map[string]Fetches, len(v.issuers))
+	for iss, is := range v.issuers {
+		out[iss] = Fetches{OK: is.keys.fetched.Load(), Failed: is.keys.failed.Load()}
+	}
+	return out
+}
+
 // Verify verifies raw, a compact JWS access token, and returns its claims. A refused token is an
 // *Error (401); ErrNotReady (503) means the token's issuer has no keys loaded yet. Other errors
 // (the caller's ctx ended while keys were being fetched) are faults. The returned Claims are
