@@ -1,6 +1,8 @@
 package sidecar
 
 import (
+	"cmp"
+	"context"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -80,7 +82,7 @@ func (s *Server) audit(raw *rawRequest, req *request, v *verdict, latency time.D
 		Route:          v.route,
 		RequiredScopes: v.scopes,
 		SourceAddress:  raw.source,
-		TraceID:        traceID(raw.headers["traceparent"]),
+		TraceID:        cmp.Or(raw.traceID, spanTraceID(context.Background(), raw)),
 		RequestID:      raw.requestID,
 		Metrics:        &decisionlog.Metrics{Check: latency.Nanoseconds()},
 	}
@@ -126,14 +128,4 @@ func decisionResult(d policy.Decision) map[string]any {
 		out["headers"] = d.Headers
 	}
 	return out
-}
-
-// traceID is the trace id of a W3C traceparent ("00-<32 hex>-<16 hex>-<2 hex>"); the Logger
-// keeps it only when it is well formed.
-func traceID(traceparent string) string {
-	parts := strings.SplitN(traceparent, "-", 5)
-	if len(parts) < 4 || len(parts[0]) != 2 || parts[0] == "ff" {
-		return ""
-	}
-	return parts[1]
 }

@@ -51,6 +51,7 @@ var methodOverrideHeaders = []string{"x-http-method-override", "x-http-method", 
 // a CheckRequest and of the HTTP check endpoints' requests.
 type rawRequest struct {
 	id         string            // decision id: decisionlog.NewID, never taken from the request
+	traceID    string            // the Check span's trace id when tracing is on (tracing.go)
 	requestID  string            // the client's or proxy's X-Request-Id, for the audit record only
 	method     string            // as sent
 	target     string            // raw request target: path and query, nothing decoded

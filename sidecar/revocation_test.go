@@ -133,7 +133,7 @@ func TestRevokedTokenRefusedEverywhere(t *testing.T) {
 		`orgauthz_sidecar_webhooks_total{status="204"} 1`,
 		`orgauthz_sidecar_webhooks_total{status="401"} 1`,
 		`orgauthz_sidecar_revocation_watermarks 2`,
-		`orgauthz_sidecar_decisions_total{reason="token_revoked",result="deny"} 3`,
+		`orgauthz_sidecar_decisions_total{reason="token_revoked",result="deny",route=""} 3`,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %s", want)

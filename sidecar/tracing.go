@@ -44,7 +44,9 @@ func (s *Server) startSpan(ctx context.Context, raw *rawRequest) (_ context.Cont
 		return ctx, nil
 	}
 	ctx = tracing.Extract(ctx, func(name string) string { return raw.headers[name] })
-	return s.tracing.Tracer().Start(ctx, "sidecar.Check", trace.WithSpanKind(trace.SpanKindServer))
+	ctx, span = s.tracing.Tracer().Start(ctx, "sidecar.Check", trace.WithSpanKind(trace.SpanKindServer))
+	raw.traceID = span.SpanContext().TraceID().String() // the audit record's, also without a traceparent
+	return ctx, span
 }
 
 // endSpan records the verdict on the span and ends it. Attributes are the decision's bounded
