@@ -25,25 +25,8 @@ import (
 
 	"github.com/orgauthz/orgauthz/decision"
 	"github.com/orgauthz/orgauthz/internal/fakelogto"
+	"github.com/orgauthz/orgauthz/internal/testkit"
 )
-
-// syncBuffer collects log output from concurrent handlers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // seen is one request that reached Logto, as the spy in front of the emulator saw it.
 type seen struct {
@@ -59,7 +42,7 @@ type env struct {
 	proxy    *Proxy
 	url      string
 	signer   *decision.Signer
-	logs     *syncBuffer
+	logs     *testkit.Buffer
 	secret   string
 	appID    string
 	user     string // a user of the tenant, member of org with role admin
@@ -89,7 +72,7 @@ func newEnv(t *testing.T, configure ...func(*Config)) *env {
 	}
 	t.Cleanup(func() { logto.Close() })
 
-	e := &env{logto: logto, logs: &syncBuffer{}, secret: testSecret}
+	e := &env{logto: logto, logs: &testkit.Buffer{}, secret: testSecret}
 	e.appID = logto.AddM2MApp("", testSecret)
 	logto.AddOrgRole("admin", "org:read")
 	logto.AddOrgRole("member")

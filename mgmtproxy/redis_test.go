@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/orgauthz/orgauthz/decision"
+	"github.com/orgauthz/orgauthz/internal/testkit"
 	"github.com/orgauthz/orgauthz/revocation"
 )
 
@@ -67,7 +68,7 @@ func TestReplicasShareRedis(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logsB := &syncBuffer{}
+	logsB := &testkit.Buffer{}
 	b, err := New(t.Context(), s, slog.New(slog.NewJSONHandler(logsB, nil)))
 	if err != nil {
 		t.Fatal(err)

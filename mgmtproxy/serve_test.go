@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/orgauthz/orgauthz/internal/testkit"
 )
 
 // --metrics-addr serves /metrics there only; the listen address answers 404 for it and serves the rest.
@@ -22,7 +24,7 @@ func TestMetricsAddr(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.cfg.ListenAddr, s.cfg.MetricsAddr = "127.0.0.1:0", "127.0.0.1:0" // Validate wants a real port
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	p, err := New(t.Context(), s, slog.New(slog.NewJSONHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package sidecar
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net"
@@ -21,6 +20,7 @@ import (
 	"github.com/orgauthz/orgauthz/decision"
 	"github.com/orgauthz/orgauthz/internal/envoyclient"
 	"github.com/orgauthz/orgauthz/internal/fakelogto"
+	"github.com/orgauthz/orgauthz/internal/testkit"
 )
 
 const (
@@ -31,24 +31,6 @@ const (
 	waitLimit = 60 * time.Second
 )
 
-// syncBuffer collects the Server's log lines from many goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // harness is a running Server on real sockets with a Logto emulator as its issuer.
 type harness struct {
 	logto    *fakelogto.Server
@@ -57,7 +39,7 @@ type harness struct {
 	auth     authv3.AuthorizationClient
 	httpURL  string
 	grpcLn   string
-	logs     *syncBuffer
+	logs     *testkit.Buffer
 	auditLog string // the --decision-log file
 	verifier *decision.Verifier
 	// envoyMaxBody is Envoy's max_request_bytes; 0 means the sidecar's --max-body-bytes.
@@ -107,7 +89,7 @@ func newHarnessWith(t testing.TB, wantReady bool, before func(*Server), opts ...
 		o(&cfg)
 	}
 
-	h := &harness{logto: logto, cfg: cfg, logs: &syncBuffer{}, auditLog: cfg.DecisionLog, verifier: verifier}
+	h := &harness{logto: logto, cfg: cfg, logs: &testkit.Buffer{}, auditLog: cfg.DecisionLog, verifier: verifier}
 	ctx, cancel := context.WithCancel(context.Background())
 	valid, err := cfg.Validate()
 	if err != nil {

@@ -3,7 +3,6 @@
 package faults
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -23,6 +22,7 @@ import (
 	"github.com/orgauthz/orgauthz/internal/chain"
 	"github.com/orgauthz/orgauthz/internal/envoyclient"
 	"github.com/orgauthz/orgauthz/internal/fakelogto"
+	"github.com/orgauthz/orgauthz/internal/testkit"
 )
 
 // waitLimit bounds every wait for a process or a background event; generous, the machine is shared.
@@ -113,33 +113,16 @@ func (tn *tenant) aliceOrg(t *testing.T) string {
 type proc struct {
 	name string
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *testkit.Buffer
 	done chan struct{}
 	err  error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // start runs a built binary; it is stopped (SIGTERM, then kill) when the test ends, and its
 // output is logged if the test failed. The child gets no ORGAUTHZ_* variable of ours.
 func start(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
-	p := &proc{name: name, out: &syncBuffer{}, done: make(chan struct{})}
+	p := &proc{name: name, out: &testkit.Buffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(filepath.Join(build.bin, name), args...)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "ORGAUTHZ_") {

@@ -64,26 +64,26 @@ func steps(events []*topdown.Event, query string) []Step {
 	chained := map[string]bool{}
 	for _, ev := range events {
 		if r, ok := ev.Node.(*ast.Rule); ok && ev.Op == topdown.EnterOp && r.Else != nil {
-			chained[r.Path().String()] = true
+			chained[rulePath(r)] = true
 		}
 	}
 	var cur *topdown.Event
 	for _, ev := range events {
-		if r, ok := ev.Node.(*ast.Rule); ok && ev.Op == topdown.ExitOp && r.Path().String() == query {
+		if r, ok := ev.Node.(*ast.Rule); ok && ev.Op == topdown.ExitOp && rulePath(r) == query {
 			cur = ev
 		}
 	}
 	var out []Step
 	for cur != nil {
 		r := cur.Node.(*ast.Rule)
-		out = append(out, Step{Rule: r.Path().String(), Location: where(r.Location), Text: branchText(r), Skipped: skipped(events, cur)})
+		out = append(out, Step{Rule: rulePath(r), Location: where(r.Location), Text: branchText(r), Skipped: skipped(events, cur)})
 		var next *topdown.Event
 		for _, ev := range events {
 			if _, ok := ev.Node.(*ast.Rule); ok && ev.Op == topdown.ExitOp && ev.ParentID == cur.QueryID && ev != cur {
 				next = ev
 			}
 		}
-		if next == nil || !chained[next.Node.(*ast.Rule).Path().String()] || len(out) > 32 {
+		if next == nil || !chained[rulePath(next.Node.(*ast.Rule))] || len(out) > 32 {
 			break
 		}
 		cur = next
@@ -91,16 +91,19 @@ func steps(events []*topdown.Event, query string) []Step {
 	return out
 }
 
+// rulePath is the rule's full name, e.g. data.orgauthz.decision: what the deprecated Rule.Path gives.
+func rulePath(r *ast.Rule) string { return r.Ref().GroundPrefix().String() }
+
 // skipped lists the rows of the branches of exit's chain entered before it under the same parent.
 func skipped(events []*topdown.Event, exit *topdown.Event) []int {
-	path := exit.Node.(*ast.Rule).Path().String()
+	path := rulePath(exit.Node.(*ast.Rule))
 	var out []int
 	for _, ev := range events {
 		if ev == exit {
 			break
 		}
 		if r, ok := ev.Node.(*ast.Rule); ok && ev.Op == topdown.EnterOp && ev.ParentID == exit.ParentID &&
-			r.Path().String() == path && ev.QueryID != exit.QueryID && r.Location != nil {
+			rulePath(r) == path && ev.QueryID != exit.QueryID && r.Location != nil {
 			out = append(out, r.Location.Row)
 		}
 	}

@@ -1,32 +1,19 @@
 package token
 
 import (
-	"bytes"
 	"encoding/json"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/orgauthz/orgauthz/internal/testkit"
 )
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) lines(t *testing.T, msg string) []map[string]any {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+func logLines(t *testing.T, l *testkit.Buffer, msg string) []map[string]any {
 	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(l.b.String()), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(l.String()), "\n") {
 		var m map[string]any
 		if line == "" {
 			continue
@@ -49,7 +36,7 @@ func TestIssuersIndependent(t *testing.T) {
 	bad.setHandler(func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "gone", http.StatusNotFound) })
 	k := newECKey(t, "k1")
 	good.setKeys(t, k)
-	var logs lockedBuffer
+	var logs testkit.Buffer
 	cfg := good.config()
 	cfg.Issuers = []string{good.issuer(), bad.issuer()}
 	cfg.JWKSURL = func(iss string) string { return iss + "/jwks" }
@@ -80,9 +67,9 @@ func TestIssuersIndependent(t *testing.T) {
 	if st[good.issuer()] != "" || !strings.Contains(st[bad.issuer()], "no keys loaded") || !strings.Contains(st[bad.issuer()], "404") {
 		t.Errorf("Status() = %q, want the bad issuer's 404 and nothing for the good one", st)
 	}
-	lines := logs.lines(t, "jwks fetch failed")
+	lines := logLines(t, &logs, "jwks fetch failed")
 	if len(lines) != 1 {
-		t.Fatalf("%d jwks failure lines after %d failed fetches, want 1 per LogEvery:\n%s", len(lines), bad.requests.Load(), logs.b.String())
+		t.Fatalf("%d jwks failure lines after %d failed fetches, want 1 per LogEvery:\n%s", len(lines), bad.requests.Load(), logs.String())
 	}
 	l := lines[0]
 	if l["issuer"] != bad.issuer() || l["url"] != bad.issuer()+"/jwks" || !strings.Contains(l["err"].(string), "404") ||
