@@ -62,7 +62,9 @@ type tokenSource struct {
 
 	mu        sync.Mutex
 	tok       *oauth2.Token
-	fetchedAt time.Time // when tok was fetched; it is kept at least minFetchInterval
+	fetchedAt time.Time // when tok was fetched; it is kept at least minFetchInterval, unless a 401 refuted it
+	refutedAt time.Time // when a 401 last forced a refetch: at most one per minFetchInterval
+	refuted   bool      // Logto refused tok with a 401: replace it even if it is young
 	refresh   time.Time // when tok should be replaced
 	retryAt   time.Time // no fetch before this after a failure
 	failures  int
@@ -101,7 +103,7 @@ func (s *tokenSource) cached() (tok *oauth2.Token, err error, done bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
-	if s.tok != nil && (now.Before(s.refresh) || now.Before(s.fetchedAt.Add(minFetchInterval))) {
+	if s.tok != nil && (now.Before(s.refresh) || (!s.refuted && now.Before(s.fetchedAt.Add(minFetchInterval)))) {
 		return s.tok, nil, true
 	}
 	if now.Before(s.retryAt) {
@@ -140,7 +142,7 @@ func (s *tokenSource) fetch() (*oauth2.Token, error) {
 	// the Authorization header (oauth2.Transport would).
 	tok.TokenType = "Bearer"
 	margin := min(maxRefreshMargin, lifetime/4)
-	s.tok, s.fetchedAt, s.refresh = tok, start, tok.Expiry.Add(-margin)
+	s.tok, s.fetchedAt, s.refresh, s.refuted = tok, start, tok.Expiry.Add(-margin), false
 	s.failures, s.retryAt, s.lastErr = 0, time.Time{}, nil
 	return tok, nil
 }
@@ -170,13 +172,18 @@ func (s *tokenSource) failLocked(err error) error {
 }
 
 // invalidate marks the cached token for replacement if it is still bearer, the token Logto just
-// refused with a 401: the next Token call fetches a new one, unless the token is younger than
-// minFetchInterval. A token another request already replaced stays.
+// refused with a 401: the next Token call fetches a new one, however young the token (Logto rotated
+// its keys, or revoked it), but a 401 forces at most one fetch per minFetchInterval, so a Logto that
+// refuses every token is not asked for one on every request. A token another request already
+// replaced stays.
 func (s *tokenSource) invalidate(bearer string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.tok != nil && s.tok.AccessToken == bearer {
 		s.refresh = time.Time{}
+		if now := s.now(); !now.Before(s.refutedAt.Add(minFetchInterval)) {
+			s.refuted, s.refutedAt = true, now
+		}
 	}
 }
 

@@ -49,6 +49,17 @@ func TestUnauthorizedRefetchesOnce(t *testing.T) {
 		wantStatus(t, "GET with 401 inside the fetch interval", e.getOrg(t), http.StatusBadGateway, "upstream_unauthorized")
 	}
 	wantCalls(t, e, fakelogto.TargetToken, 0)
+
+	// A token refused moments after its fetch (Logto rotated its keys) is still replaced at once, once
+	// the last 401-forced fetch is minFetchInterval old.
+	e.logto.ResetCalls()
+	c.add(minFetchInterval)
+	e.logto.SetFault(fakelogto.TargetManagement, fakelogto.Fault{})
+	wantStatus(t, "GET on a fresh token", e.getOrg(t), http.StatusOK, "")
+	e.logto.ResetCalls()
+	e.logto.SetFault(fakelogto.TargetManagement, fakelogto.Fault{Kind: fakelogto.FaultServerError, Status: 401, Times: 1})
+	wantStatus(t, "GET after a 401 on a young token", e.getOrg(t), http.StatusOK, "")
+	wantCalls(t, e, fakelogto.TargetToken, 1)
 }
 
 func TestUpstreamFaults(t *testing.T) {
