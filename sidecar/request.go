@@ -353,12 +353,13 @@ func decodeJSON(dec *json.Decoder, depth int) (ast.Value, error) {
 	case string:
 		return ast.String(t), nil
 	case json.Number:
-		// A number no float64 holds (1E70000) is refused as OPA's own JSON conversion refuses it: big
-		// exponents make the evaluator's arithmetic costly, and no body the policy reads has one.
-		if _, err := strconv.ParseFloat(string(t), 64); err != nil {
-			return nil, fmt.Errorf("number %.20s… out of range", t)
+		// OPA's own check: a number it cannot hold (1E70000, 0E10000000000000000000) leaves the body
+		// unparsed, as OPA's JSON conversion refuses it; no body the policy reads has one.
+		n, err := ast.NumberChecked(string(t))
+		if err != nil {
+			return nil, fmt.Errorf("number %.20s…: %w", t, err)
 		}
-		return ast.Number(t), nil
+		return n, nil
 	case bool:
 		return ast.Boolean(t), nil
 	case nil:
