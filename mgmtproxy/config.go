@@ -212,8 +212,8 @@ func (c *Config) Validate() (*Settings, error) {
 			add("--member-fields %q is not a field name", f)
 		}
 	}
-	if s.storeURL, err = c.storeURL(); err != nil {
-		errs = append(errs, err)
+	if s.storeURL, err = revocation.StoreURL(c.RevocationStore, c.RedisPassword, c.RedisPasswordFile); err != nil {
+		errs = append(errs, fmt.Errorf("mgmtproxy: %w", err))
 	}
 	if s.notify, err = c.notifier(); err != nil {
 		errs = append(errs, err)
@@ -232,40 +232,6 @@ func (c *Config) Validate() (*Settings, error) {
 		return nil, err
 	}
 	return s, nil
-}
-
-// storeURL returns RevocationStore with the Redis password set. Its errors never hold the URL, which
-// may hold a password.
-func (c *Config) storeURL() (string, error) {
-	switch {
-	case c.RevocationStore == "memory" || c.RevocationStore == "":
-		if c.RedisPassword != "" || c.RedisPasswordFile != "" {
-			return "", errors.New("mgmtproxy: a Redis password is set but --revocation-store is memory")
-		}
-		return "memory", nil
-	case !strings.HasPrefix(c.RevocationStore, "redis://") && !strings.HasPrefix(c.RevocationStore, "rediss://"):
-		return "", errors.New(`mgmtproxy: --revocation-store: want "memory" or redis://host:port/db`)
-	}
-	u, err := url.Parse(c.RevocationStore)
-	if err != nil || u.Host == "" {
-		return "", errors.New("mgmtproxy: --revocation-store: malformed redis URL")
-	}
-	if _, set := u.User.Password(); set {
-		return "", errors.New("mgmtproxy: --revocation-store: put the Redis password in --redis-password-file or ORGAUTHZ_REDIS_PASSWORD, not the URL (it would show in the process list)")
-	}
-	if c.RedisPassword != "" && c.RedisPasswordFile != "" {
-		return "", errors.New("mgmtproxy: set --redis-password-file or ORGAUTHZ_REDIS_PASSWORD, not both")
-	}
-	pw := c.RedisPassword
-	if c.RedisPasswordFile != "" {
-		if pw, err = readSecretFile(c.RedisPasswordFile, "redis password"); err != nil {
-			return "", err
-		}
-	}
-	if pw != "" {
-		u.User = url.UserPassword(u.User.Username(), pw)
-	}
-	return u.String(), nil
 }
 
 // notifier returns the Notifier of RevocationNotify, or nil when it is empty.

@@ -8,12 +8,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
-	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,9 +20,6 @@ import (
 
 // reasonTokenRevoked is the 401 of a token issued before a change that took power away (DESIGN).
 const reasonTokenRevoked = "token_revoked"
-
-// maxRedisPasswordBytes bounds --redis-password-file.
-const maxRedisPasswordBytes = 1 << 10
 
 // revocationConfig is what Validate read for revocation.
 type revocationConfig struct {
@@ -39,36 +32,11 @@ type revocationConfig struct {
 func (c Config) revocationConfig() (revocationConfig, error) {
 	var rc revocationConfig
 	var errs []error
-	switch {
-	case c.RevocationStore == "memory" || c.RevocationStore == "":
-		rc.storeURL = "memory"
-		if c.RedisPassword != "" || c.RedisPasswordFile != "" {
-			errs = append(errs, errors.New("sidecar: a Redis password is set but --revocation-store is memory"))
-		}
-	case !strings.HasPrefix(c.RevocationStore, "redis://") && !strings.HasPrefix(c.RevocationStore, "rediss://"):
-		errs = append(errs, errors.New(`sidecar: --revocation-store must be "memory" or redis://host:port/db`))
-	default:
-		u, err := url.Parse(c.RevocationStore)
-		switch {
-		case err != nil || u.Host == "":
-			errs = append(errs, errors.New("sidecar: --revocation-store is not a redis://host:port/db URL"))
-		case u.User != nil && func() bool { _, set := u.User.Password(); return set }():
-			errs = append(errs, errors.New("sidecar: --revocation-store: put the Redis password in --redis-password-file or ORGAUTHZ_REDIS_PASSWORD, not the URL (it would show in the process list)"))
-		case c.RedisPassword != "" && c.RedisPasswordFile != "":
-			errs = append(errs, errors.New("sidecar: set --redis-password-file or ORGAUTHZ_REDIS_PASSWORD, not both"))
-		default:
-			pw := c.RedisPassword
-			if c.RedisPasswordFile != "" {
-				if pw, err = readRedisPassword(c.RedisPasswordFile); err != nil {
-					errs = append(errs, err)
-				}
-			}
-			if pw != "" {
-				u.User = url.UserPassword(u.User.Username(), pw)
-			}
-			rc.storeURL = u.String()
-		}
+	storeURL, err := revocation.StoreURL(c.RevocationStore, c.RedisPassword, c.RedisPasswordFile)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("sidecar: %w", err))
 	}
+	rc.storeURL = storeURL
 	if c.LogtoWebhookSecretFile != "" {
 		secret, err := revocation.LoadWebhookSecret(c.LogtoWebhookSecretFile)
 		if err != nil {
@@ -77,24 +45,6 @@ func (c Config) revocationConfig() (revocationConfig, error) {
 		rc.secret = secret
 	}
 	return rc, errors.Join(errs...)
-}
-
-// readRedisPassword reads --redis-password-file without surrounding whitespace.
-func readRedisPassword(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", fmt.Errorf("sidecar: --redis-password-file: %w", err)
-	}
-	defer f.Close()
-	raw, err := io.ReadAll(io.LimitReader(f, maxRedisPasswordBytes+1))
-	if err != nil {
-		return "", fmt.Errorf("sidecar: --redis-password-file: %w", err)
-	}
-	pw := strings.TrimSpace(string(raw))
-	if pw == "" || len(raw) > maxRedisPasswordBytes {
-		return "", fmt.Errorf("sidecar: --redis-password-file %s: empty or over %d bytes", path, maxRedisPasswordBytes)
-	}
-	return pw, nil
 }
 
 // openRevocation opens the store once (a Redis store keeps loading in the background; the Server is
