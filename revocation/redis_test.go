@@ -199,12 +199,12 @@ func TestRedisDownKeepsLastKnownSetAndRecovers(t *testing.T) {
 
 	r.start() // empty: no persistence
 	if _, ok := eventually(5*time.Second, func() bool {
-		return a.Status().Connected && b.Status().Connected && b.Revoked("o2", "u2", iat, decision.KindOrganization)
+		// Pending drains with the flush that follows a resync; a write-back of a watermark the empty
+		// Redis lacks can be pending for a moment after the outage's revocation is already shared.
+		return a.Status().Connected && b.Status().Connected && b.Revoked("o2", "u2", iat, decision.KindOrganization) &&
+			a.Status().Pending == 0 && b.Status().Pending == 0
 	}); !ok {
-		t.Fatalf("after redis came back: a %+v, b %+v; want both connected and the outage's revocation shared", a.Status(), b.Status())
-	}
-	if p := a.Status().Pending; p != 0 {
-		t.Errorf("%d watermarks still pending after recovery", p)
+		t.Fatalf("after redis came back: a %+v, b %+v; want both connected, nothing pending and the outage's revocation shared", a.Status(), b.Status())
 	}
 	// The restarted Redis got the whole set back from the replicas: a new replica loads both.
 	c := openRedis(t, r.url())
