@@ -5,6 +5,8 @@ import (
 	"io"
 	"syscall"
 	"testing"
+
+	"github.com/open-policy-agent/opa/v1/ast"
 	"time"
 )
 
@@ -79,7 +81,7 @@ func BenchmarkWrite(b *testing.B) {
 
 // BenchmarkJSONBaseline calibrates the machine: encoding/json on a record already in plain form.
 func BenchmarkJSONBaseline(b *testing.B) {
-	in := plain(sidecarInput(b, map[string]any{"content-type": "application/json"}, map[string]any{"userIds": []any{"u2"}}))
+	in, _ := ast.JSON(sidecarInput(b, map[string]any{"content-type": "application/json"}, map[string]any{"userIds": []any{"u2"}}))
 	r := &Record{DecisionID: NewID(), Input: in, Token: &Token{Kind: "organization", Subject: "u1"}}
 	cpu := cpuTime(b)
 	n := 0

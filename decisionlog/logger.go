@@ -17,7 +17,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -81,6 +80,10 @@ type Logger struct {
 	bw      *bufio.Writer
 	pending int // records in bw since the last successful flush
 	buf     bytes.Buffer
+	scrub   scrubber
+	input   []byte   // the record's scrubbed input, until the next record
+	result  []byte   // the record's scrubbed result, until the next record
+	line    []byte   // the record's line, until the next record
 	path    string   // file sink path; "" for a plain writer
 	file    *os.File // the open file sink
 	hup     chan os.Signal
@@ -360,22 +363,20 @@ func (l *Logger) reopen(why string) {
 	l.bw.Reset(f)
 }
 
-// encode prepares r (conversion, credential removal, mask) and returns its JSON line, within
-// MaxRecordBytes. The returned slice is valid until the next encode.
+// encode prepares r (credential removal, mask) and returns its JSON line, within MaxRecordBytes. The
+// returned slice is valid until the next encode.
 func (l *Logger) encode(r *Record) ([]byte, bool) {
 	l.prepare(r)
 	for range 3 {
-		l.buf.Reset()
-		enc := json.NewEncoder(&l.buf)
-		enc.SetEscapeHTML(false)
-		if err := enc.Encode(r); err != nil {
+		line, err := l.marshal(r)
+		if err != nil {
 			// Only an unencodable value given as Input or Result gets here: drop them, keep the audit.
 			r.Input, r.Result = nil, nil
 			r.Erased = append(r.Erased, "/input", "/result")
 			continue
 		}
-		if l.buf.Len() <= MaxRecordBytes {
-			return l.buf.Bytes(), true
+		if len(line) <= MaxRecordBytes {
+			return line, true
 		}
 		switch {
 		case r.Input != nil:
@@ -392,6 +393,45 @@ func (l *Logger) encode(r *Record) ([]byte, bool) {
 	return nil, false
 }
 
+// marshal writes r as one JSON line into l.buf. Input and Result, already JSON after prepare, are
+// appended last, as they are: encoding/json would validate and compact them once more, which cost
+// as much as the rest of the record.
+func (l *Logger) marshal(r *Record) ([]byte, error) {
+	docs := [2]struct {
+		name string
+		v    any
+	}{{"input", r.Input}, {"result", r.Result}}
+	r.Input, r.Result = nil, nil
+	l.buf.Reset()
+	enc := json.NewEncoder(&l.buf)
+	enc.SetEscapeHTML(false)
+	err := enc.Encode(r)
+	r.Input, r.Result = docs[0].v, docs[1].v
+	if err != nil {
+		return nil, err
+	}
+	line := append(l.line[:0], bytes.TrimSuffix(l.buf.Bytes(), []byte("}\n"))...)
+	defer func() { l.line = line[:0] }()
+	for _, d := range docs {
+		if d.v == nil {
+			continue
+		}
+		raw, ok := d.v.(json.RawMessage)
+		if !ok { // edited by the mask
+			if raw, err = json.Marshal(d.v); err != nil {
+				return nil, err
+			}
+		}
+		if line[len(line)-1] != '{' {
+			line = append(line, ',')
+		}
+		line = append(append(append(line, '"'), d.name...), `":`...)
+		line = append(line, raw...)
+	}
+	line = append(line, "}\n"...)
+	return line, nil
+}
+
 // prepare turns Input and Result into plain JSON values, removes credentials everywhere, fills the
 // writer's fields and applies the mask.
 func (l *Logger) prepare(r *Record) {
@@ -400,12 +440,19 @@ func (l *Logger) prepare(r *Record) {
 	}
 	r.Timestamp = r.Timestamp.UTC()
 	r.Labels = l.labels
-	var s scrubber
+	m := r.Mask
+	if m == nil {
+		m = l.mask.Load()
+	}
+	s := &l.scrub
+	s.erased, s.masked = nil, nil
 	if r.Input != nil {
-		r.Input = s.input(plain(r.Input))
+		l.input = s.appendJSON(l.input[:0], "/input", r.Input)
+		r.Input = json.RawMessage(l.input)
 	}
 	if r.Result != nil {
-		r.Result = s.value("/result", plain(r.Result))
+		l.result = s.appendJSON(l.result[:0], "/result", r.Result)
+		r.Result = json.RawMessage(l.result)
 	}
 	r.Erased, r.Masked = s.erased, s.masked
 	r.DecisionID = requestID(r.DecisionID)
@@ -431,17 +478,15 @@ func (l *Logger) prepare(r *Record) {
 			c.Items[i].ID, c.Items[i].Error = clean(c.Items[i].ID), clean(c.Items[i].Error)
 		}
 	}
-	m := r.Mask
-	if m == nil {
-		m = l.mask.Load()
-	}
 	if m != nil {
 		l.applyMask(m, r)
 	}
 }
 
 // applyMask evaluates the mask for r and applies its rules; when it fails, input and result go.
+// The rules edit input and result as plain JSON values.
 func (l *Logger) applyMask(m *Mask, r *Record) {
+	r.Input, r.Result = editable(r.Input), editable(r.Result)
 	ctx, cancel := context.WithTimeout(context.Background(), maskTimeout)
 	defer cancel()
 	rules, err := m.rules(ctx, eventOf(r))
@@ -469,24 +514,14 @@ func eventOf(r *Record) any {
 	return v
 }
 
-// plain turns v into generic JSON values (maps, slices, strings, json.Number, bools, nil) that the
-// scrubber and the mask can edit in place. An OPA value converts directly.
-func plain(v any) any {
-	switch t := v.(type) {
-	case ast.Value:
-		j, err := ast.JSON(t)
-		if err != nil {
-			return nil
-		}
-		return j
-	case *ast.Term:
-		return plain(t.Value)
+// editable turns scrubbed JSON back into plain values (maps, slices, strings, json.Number, bools,
+// nil) that mask rules can edit in place.
+func editable(v any) any {
+	raw, ok := v.(json.RawMessage)
+	if !ok {
+		return v
 	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	var out any
 	if dec.Decode(&out) != nil {

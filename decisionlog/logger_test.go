@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"syscall"
@@ -415,4 +416,50 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// TestScrubbedJSONIsEncodingJSON: the writer's own JSON for input and result reads back exactly as
+// encoding/json's rendering of the same values, for hostile strings, numbers, sets and nesting.
+func TestScrubbedJSONIsEncodingJSON(t *testing.T) {
+	strs := []string{"", "plain", `quote " and \ backslash`, "ctl \x00\x01\x1f\x7f", "nl\n\r\t", "<html>&amp;",
+		"bad utf8 \xff\xfe", "sep \u2028\u2029", "emoji 🦀", "ok \ufffd", strings.Repeat("x", 3000)}
+	var terms []*ast.Term
+	for _, s := range strs {
+		terms = append(terms, ast.StringTerm(s))
+	}
+	v := ast.NewObject(
+		ast.Item(ast.StringTerm("strings"), ast.ArrayTerm(terms...)),
+		ast.Item(ast.StringTerm("numbers"), ast.ArrayTerm(ast.IntNumberTerm(-3), ast.NumberTerm("1.5e300"), ast.NumberTerm("0.1"))),
+		ast.Item(ast.StringTerm("set"), ast.SetTerm(ast.StringTerm("b"), ast.StringTerm("a"))),
+		ast.Item(ast.StringTerm("nested"), ast.ObjectTerm(ast.Item(ast.StringTerm("k \"1\""), ast.ArrayTerm(ast.NullTerm(), ast.BooleanTerm(true))))),
+		ast.Item(ast.StringTerm("keys\x01\u2028"), ast.ObjectTerm()),
+	)
+	for _, doc := range []any{v, map[string]any{"s": strs, "n": json.Number("42"), "m": map[string]string{"a": "b\x00"}}} {
+		var s scrubber
+		got := s.appendJSON(nil, "/result", doc)
+		if !json.Valid(got) {
+			t.Fatalf("not JSON: %q", got)
+		}
+		want := doc
+		if av, ok := doc.(ast.Value); ok {
+			want, _ = ast.JSON(av)
+		}
+		wantJSON, err := json.Marshal(want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var a, b any
+		if err := json.Unmarshal(got, &a); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(wantJSON, &b); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(a, b) {
+			t.Errorf("scrubbed JSON reads back as\n%v\nencoding/json's as\n%v", a, b)
+		}
+		if len(s.erased)+len(s.masked) != 0 {
+			t.Errorf("nothing credential-shaped, yet erased %v, masked %v", s.erased, s.masked)
+		}
+	}
 }

@@ -1,11 +1,17 @@
 package decisionlog
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"maps"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
+
+	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 // redacted replaces a credential-shaped string value.
@@ -72,60 +78,214 @@ func looksLikeJOSE(f string) bool {
 	return err == nil && json.Valid(b) && strings.HasPrefix(strings.TrimSpace(string(b)), "{")
 }
 
-// scrubber removes credentials from generic JSON values (maps, slices, strings, numbers) and lists the
-// paths it touched, in OPA's /input/… form.
+// scrubber writes a record's input or result as JSON with credentials removed: credential-named keys
+// erased, credential-shaped strings replaced. It writes straight from what the record holds (the
+// sidecar's OPA value, or plain Go values), with no generic copy in between, and lists the paths it
+// touched in OPA's /input/… form.
 type scrubber struct {
 	erased, masked []string
+	path           []byte // JSON path of the value being written
 }
 
-// value cleans v, found at path, in place where it can and returns it: credential-named keys are
-// erased, credential-shaped strings replaced.
-func (s *scrubber) value(path string, v any) any {
+// Kinds of object whose keys the scrubber treats specially.
+const (
+	plainObject = iota
+	inputObject // the policy input: its "token" key is the sidecar's summary of the verified token
+	tokenObject // that summary: kept, but its claims are erased whole
+)
+
+// appendJSON appends v, the record's document at root ("/input" or "/result"), scrubbed. input.token
+// is not a credential, so its name is kept; its claims are erased whole (they hold personal data and
+// whatever custom claims a tenant adds, and the record's token field has what an audit needs).
+func (s *scrubber) appendJSON(b []byte, root string, v any) []byte {
+	s.path = append(s.path[:0], root...)
+	kind := plainObject
+	if root == "/input" {
+		kind = inputObject
+	}
+	return s.value(b, v, kind)
+}
+
+func (s *scrubber) value(b []byte, v any, kind int) []byte {
 	switch t := v.(type) {
-	case string:
-		if isCredentialValue(t) {
-			s.masked = append(s.masked, path)
-			return redacted
+	case nil, ast.Null:
+		return append(b, "null"...)
+	case *ast.Term:
+		if t == nil {
+			return append(b, "null"...)
 		}
+		return s.value(b, t.Value, kind)
+	case bool:
+		return strconv.AppendBool(b, t)
+	case ast.Boolean:
+		return strconv.AppendBool(b, bool(t))
+	case int:
+		return strconv.AppendInt(b, int64(t), 10)
+	case int64:
+		return strconv.AppendInt(b, t, 10)
+	case ast.Number:
+		return appendNumber(b, string(t))
+	case json.Number:
+		return appendNumber(b, string(t))
+	case string:
+		return s.str(b, t)
+	case ast.String:
+		return s.str(b, string(t))
+	case []string:
+		b = append(b, '[')
+		for i, e := range t {
+			b = s.elem(b, i, e)
+		}
+		return append(b, ']')
+	case []any:
+		b = append(b, '[')
+		for i, e := range t {
+			b = s.elem(b, i, e)
+		}
+		return append(b, ']')
+	case *ast.Array:
+		b = append(b, '[')
+		for i := range t.Len() {
+			b = s.elem(b, i, t.Elem(i))
+		}
+		return append(b, ']')
+	case ast.Set:
+		return s.value(b, t.Sorted(), kind)
+	case ast.Object:
+		b = append(b, '{')
+		first := true
+		for _, k := range t.Keys() {
+			key, ok := k.Value.(ast.String)
+			if !ok {
+				key = ast.String(k.String()) // as ast.JSON names a non-string key
+			}
+			b, first = s.member(b, first, string(key), t.Get(k), kind)
+		}
+		return append(b, '}')
 	case map[string]any:
-		for k, e := range t {
-			p := path + "/" + url.PathEscape(k)
-			if isCredentialName(k) {
-				delete(t, k)
-				s.erased = append(s.erased, p)
+		return appendMap(s, b, t, kind)
+	case map[string]string:
+		return appendMap(s, b, t, kind)
+	}
+	// Anything else is turned into plain JSON values first.
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return append(b, "null"...)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var p any
+	if dec.Decode(&p) != nil {
+		return append(b, "null"...)
+	}
+	return s.value(b, p, kind)
+}
+
+func appendMap[V any](s *scrubber, b []byte, m map[string]V, kind int) []byte {
+	b = append(b, '{')
+	first := true
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		b, first = s.member(b, first, k, m[k], kind)
+	}
+	return append(b, '}')
+}
+
+// elem appends the i-th element of an array.
+func (s *scrubber) elem(b []byte, i int, v any) []byte {
+	if i > 0 {
+		b = append(b, ',')
+	}
+	n := len(s.path)
+	s.path = strconv.AppendInt(append(s.path, '/'), int64(i), 10)
+	b = s.value(b, v, plainObject)
+	s.path = s.path[:n]
+	return b
+}
+
+// member appends "key":value to an object (first: nothing written yet) unless the key names a
+// credential, which is erased.
+func (s *scrubber) member(b []byte, first bool, key string, v any, kind int) ([]byte, bool) {
+	n := len(s.path)
+	defer func() { s.path = s.path[:n] }()
+	s.path = append(append(s.path, '/'), url.PathEscape(key)...)
+	child := plainObject
+	switch {
+	case kind == inputObject && key == "token":
+		child = tokenObject
+	case kind == tokenObject && key == "claims", isCredentialName(key):
+		s.erased = append(s.erased, string(s.path))
+		return b, first
+	}
+	if !first {
+		b = append(b, ',')
+	}
+	b = appendString(b, key)
+	b = append(b, ':')
+	return s.value(b, v, child), false
+}
+
+// str appends a string value, or redacted when it is credential-shaped.
+func (s *scrubber) str(b []byte, v string) []byte {
+	if isCredentialValue(v) {
+		s.masked = append(s.masked, string(s.path))
+		v = redacted
+	}
+	return appendString(b, v)
+}
+
+// appendNumber appends a JSON number; anything else (never from OPA or encoding/json) is null.
+func appendNumber(b []byte, n string) []byte {
+	if !json.Valid([]byte(n)) || strings.ContainsAny(n, " \t\r\n\"") {
+		return append(b, "null"...)
+	}
+	return append(b, n...)
+}
+
+// appendString appends s as a JSON string the way encoding/json does without HTML escaping: control
+// characters, quotes and backslashes escaped, invalid UTF-8 as U+FFFD, U+2028 and U+2029 escaped.
+func appendString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
 				continue
 			}
-			t[k] = s.value(p, e)
-		}
-	case []any:
-		for i, e := range t {
-			t[i] = s.value(path+"/"+strconv.Itoa(i), e)
-		}
-	}
-	return v
-}
-
-// input scrubs the policy input. input.token is the sidecar's summary of the verified token, not a
-// credential, so its name is kept; its claims are erased whole (they hold personal data and whatever
-// custom claims a tenant adds, and the record's token field has what an audit needs).
-func (s *scrubber) input(v any) any {
-	m, ok := v.(map[string]any)
-	if !ok {
-		return s.value("/input", v)
-	}
-	tok, hasToken := m["token"]
-	delete(m, "token")
-	s.value("/input", m)
-	if hasToken {
-		if tm, ok := tok.(map[string]any); ok {
-			if _, ok := tm["claims"]; ok {
-				delete(tm, "claims")
-				s.erased = append(s.erased, "/input/token/claims")
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
 			}
+			i++
+			start = i
+			continue
 		}
-		m["token"] = s.value("/input/token", tok)
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 || r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			if r == utf8.RuneError {
+				b = append(b, `\ufffd`...)
+			} else {
+				b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xF])
+			}
+			i += size
+			start = i
+			continue
+		}
+		i += size
 	}
-	return m
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
 
 // clean returns s, or redacted when it is credential-shaped: for the record's own string fields.

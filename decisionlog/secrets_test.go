@@ -10,6 +10,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/open-policy-agent/opa/v1/ast"
 	"time"
 
 	"github.com/orgauthz/orgauthz/decision"
@@ -94,9 +96,8 @@ func TestNoCredentialInRecord(t *testing.T) {
 	}
 	in := sidecarInput(t, headers, body)
 	// Hostile claims and extensions: the input as a careless caller might build it.
-	var generic map[string]any
-	raw, _ := json.Marshal(plain(in))
-	_ = json.Unmarshal(raw, &generic)
+	j, _ := ast.JSON(in)
+	generic := j.(map[string]any)
 	generic["token"].(map[string]any)["claims"] = map[string]any{"sub": "u1", "act": map[string]any{"token": m2m}, "custom": user}
 	generic["context_extensions"] = map[string]any{"upstream_token": m2m, "hint": "Bearer " + user}
 	generic["request"].(map[string]any)["query"] = map[string]any{"access_token": []any{user}, "state": []any{m2m}, "page": []any{"1"}}
