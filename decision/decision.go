@@ -6,6 +6,9 @@
 // The format is deliberately narrow, so it is parsed by hand rather than by a general JOSE library:
 // exactly three base64url parts, a header of exactly {"alg":"EdDSA","typ":"orgauthz-decision+jwt","kid":…},
 // a flat claims object without duplicate or unknown keys.
+//
+// It also holds the other fact both binaries must agree on: mgmtproxy's operations (Operations), which
+// `sidecar --check` compares with a policy's route table (RouteDrift) without linking mgmtproxy.
 package decision
 
 import (

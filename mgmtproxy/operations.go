@@ -20,8 +20,8 @@ const (
 
 // operation is one entry of the fixed list of things mgmtproxy will do with its M2M power.
 type operation struct {
-	route    string   // METHOD, space, path template, as DESIGN's route table writes it
-	method   string   // from route
+	route    string // METHOD, space, path template, as DESIGN's route table writes it
+	method   string
 	segments []string // path template segments; "{…}" matches an ID
 	query    []string // query parameters Logto documents for the operation and mgmtproxy passes; all others are dropped
 	action   action
@@ -43,30 +43,31 @@ var (
 	orgQuery  = []string{"page", "page_size", "q"}
 )
 
-// operations is DESIGN's route table. The policy decides who may use each; mgmtproxy only does these.
-var operations = newOperations([]operation{
-	{route: "POST /api/organizations", action: createOrg},
-	{route: "GET /api/organizations", query: orgQuery},
-	{route: "GET /api/organizations/{orgId}"},
-	{route: "PATCH /api/organizations/{orgId}", bodyChecked: true},
-	{route: "DELETE /api/organizations/{orgId}"},
-	{route: "GET /api/organizations/{orgId}/users", query: pageQuery, action: listMembers},
-	{route: "POST /api/organizations/{orgId}/users"},
-	{route: "DELETE /api/organizations/{orgId}/users/{userId}"},
-	{route: "GET /api/organizations/{orgId}/users/{userId}/roles", query: pageQuery},
-	{route: "POST /api/organizations/{orgId}/users/{userId}/roles", bodyChecked: true},
-	{route: "PUT /api/organizations/{orgId}/users/{userId}/roles"},
-	{route: "DELETE /api/organizations/{orgId}/users/{userId}/roles/{roleId}"},
-	{route: "GET /api/users/{userId}/organizations"},
-	{route: "POST /bulk/organizations", action: bulkCreate},
-	{route: "POST /bulk/organizations/delete", action: bulkDelete},
+// operations is DESIGN's route table: decision.Operations (method, template, body check, shared with
+// the sidecar's --check) with what mgmtproxy does for each. The policy decides who may use each;
+// mgmtproxy only does these.
+var operations = newOperations(map[string]operation{
+	"POST /api/organizations":                             {action: createOrg},
+	"GET /api/organizations":                              {query: orgQuery},
+	"GET /api/organizations/{orgId}/users":                {query: pageQuery, action: listMembers},
+	"GET /api/organizations/{orgId}/users/{userId}/roles": {query: pageQuery},
+	"POST /bulk/organizations":                            {action: bulkCreate},
+	"POST /bulk/organizations/delete":                     {action: bulkDelete},
 })
 
-func newOperations(ops []operation) []operation {
-	for i := range ops {
-		op := &ops[i]
-		method, path, _ := strings.Cut(op.route, " ")
-		op.method, op.segments = method, strings.Split(strings.TrimPrefix(path, "/"), "/")
+// newOperations builds the operations from decision.Operations, adding the query and action of
+// those in extra. A key of extra that names no operation is a programming error.
+func newOperations(extra map[string]operation) []operation {
+	var ops []operation
+	for _, r := range decision.Operations() {
+		op := extra[r.String()]
+		delete(extra, r.String())
+		op.route, op.method, op.bodyChecked = r.String(), r.Method, r.BodyChecked
+		op.segments = strings.Split(strings.TrimPrefix(r.Template, "/"), "/")
+		ops = append(ops, op)
+	}
+	for route := range extra {
+		panic("mgmtproxy: " + route + " is not in decision.Operations")
 	}
 	return ops
 }

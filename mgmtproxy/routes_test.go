@@ -5,53 +5,46 @@ import (
 	"os"
 	"slices"
 	"testing"
+
+	"github.com/orgauthz/orgauthz/decision"
 )
 
 // TestOperationsAreThePolicyRoutes holds mgmtproxy's operation list to the route table security teams
-// edit (policies/orgauthz/data.json): the same METHOD and template on both sides, and a row whose
-// policy reads the body (body_keys_within, role_names_within) is exactly an operation whose decision
-// must bind the body. A route added to one and not the other — allowed by the policy, then refused
-// here with operation_not_allowed, or performed here with no rule — fails this test.
+// edit (policies/orgauthz/data.json), both ways: every policy row is an operation mgmtproxy performs
+// with the same template and body check (decision.RouteDrift, what `sidecar --check` warns about),
+// and every operation has a policy row. A route added to one and not the other — allowed by the
+// policy, then refused here with operation_not_allowed, or performed here with no rule — fails.
 func TestOperationsAreThePolicyRoutes(t *testing.T) {
 	raw, err := os.ReadFile("../policies/orgauthz/data.json")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var data struct {
-		Routes []map[string]any `json:"routes"`
+		Routes []any `json:"routes"`
 	}
 	if err := json.Unmarshal(raw, &data); err != nil {
 		t.Fatal(err)
 	}
-	readsBody := func(row map[string]any) bool {
-		for _, col := range row {
-			if m, ok := col.(map[string]any); ok {
-				if _, ok := m["body_keys_within"]; ok {
-					return true
-				}
-				if _, ok := m["role_names_within"]; ok {
-					return true
-				}
-			}
-		}
-		return false
+	policy := decision.PolicyRoutes(data.Routes)
+	if len(policy) != len(data.Routes) {
+		t.Fatalf("read %d of the %d rows of data.json", len(policy), len(data.Routes))
 	}
-	var policyRoutes []string
-	for _, row := range data.Routes {
-		route := row["method"].(string) + " " + row["path"].(string)
-		policyRoutes = append(policyRoutes, route)
-		i := slices.IndexFunc(operations, func(op operation) bool { return op.route == route })
-		if i < 0 {
-			t.Errorf("the policy routes %q, mgmtproxy has no such operation (it would answer operation_not_allowed)", route)
-			continue
-		}
-		if got, want := operations[i].bodyChecked, readsBody(row); got != want {
-			t.Errorf("%s: mgmtproxy bodyChecked = %v, the policy reads the body = %v", route, got, want)
-		}
+	for _, w := range decision.RouteDrift(policy) {
+		t.Error(w)
 	}
 	for _, op := range operations {
-		if !slices.Contains(policyRoutes, op.route) {
+		if !slices.ContainsFunc(policy, func(r decision.Route) bool { return r.String() == op.route }) {
 			t.Errorf("mgmtproxy performs %q, the policy's route table has no row for it", op.route)
+		}
+	}
+	// The operations are decision.Operations, in order, with nothing lost on the way.
+	want := decision.Operations()
+	if len(operations) != len(want) {
+		t.Fatalf("%d operations, decision.Operations has %d", len(operations), len(want))
+	}
+	for i, op := range operations {
+		if op.route != want[i].String() || op.bodyChecked != want[i].BodyChecked {
+			t.Errorf("operation %d = %q body %v, want %v", i, op.route, op.bodyChecked, want[i])
 		}
 	}
 }

@@ -267,10 +267,11 @@ func (c Config) Validate() (*Valid, error) {
 // Check is what --check does: Validate (which loads the decision key), compile the policy
 // directory as New would and, unless CheckOffline, fetch each issuer's discovery document and key
 // set once (a 404, another issuer's discovery or no usable key fails). It reports every problem
-// at once.
-func (c Config) Check(ctx context.Context) error {
-	v, err := c.Validate()
-	errs := []error{err}
+// at once. The warnings are the policy's routes mgmtproxy would not carry out as the policy allows
+// them (decision.RouteDrift): not errors, since an application may route them elsewhere.
+func (c Config) Check(ctx context.Context) (warnings []string, err error) {
+	v, verr := c.Validate()
+	errs := []error{verr}
 	if v != nil && !c.CheckOffline {
 		if err := token.CheckIssuers(ctx, v.tokens); err != nil {
 			errs = append(errs, fmt.Errorf("sidecar: %w", err))
@@ -279,11 +280,13 @@ func (c Config) Check(ctx context.Context) error {
 	if c.Policies != "" {
 		if err := policyDir(c.Policies); err != nil {
 			errs = append(errs, err)
-		} else if err := policy.Check(ctx, c.Policies); err != nil {
+		} else if routes, err := policy.Check(ctx, c.Policies); err != nil {
 			errs = append(errs, fmt.Errorf("sidecar: policy directory %q: %w", c.Policies, err))
+		} else {
+			warnings = decision.RouteDrift(routes)
 		}
 	}
-	return errors.Join(errs...)
+	return warnings, errors.Join(errs...)
 }
 
 // policyDir says in one line what is wrong with the policy directory, if it is missing or not a

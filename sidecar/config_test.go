@@ -166,7 +166,7 @@ func TestConfigCheck(t *testing.T) {
 		c := validConfig(t)
 		c.DecisionKey, c.Policies, c.CheckOffline = key, "../policies", true
 		tc.change(&c)
-		err := c.Check(t.Context())
+		_, err := c.Check(t.Context())
 		if tc.want == nil {
 			if err != nil {
 				t.Errorf("Check(%s) = %v, want nil", tc.name, err)

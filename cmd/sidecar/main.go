@@ -43,7 +43,10 @@ Settings come from flags, ORGAUTHZ_* environment variables and a YAML file (--co
 winning. --issuer must be https, or http to a loopback host (127.0.0.0/8, ::1, localhost).
 --check validates the configuration, loads the decision key, compiles the policies, fetches each
 issuer's discovery document and JWKS once (failing on a 404, another issuer's discovery or no usable
-key; --check-offline skips this) and prints "sidecar: configuration ok". Serving starts without a loadable policy: not ready, every check 503,
+key; --check-offline skips this) and prints "sidecar: configuration ok". It also prints a WARNING line
+on stderr, without failing, for each policy route mgmtproxy would not carry out as the policy allows
+it (not performed, another spelling of the template, another body check): fine only for routes the
+application sends to another backend (policies/README.md). Serving starts without a loadable policy: not ready, every check 503,
 until a good policy appears in --policies.
 
 --decision-key is reread when the file changes (rotation without restart; a broken file leaves the
@@ -99,7 +102,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	// Whatever Load could not read, check the rest too, so that one run reports every problem.
 	if res.Check {
-		if err := errors.Join(err, cfg.Check(ctx)); err != nil {
+		warnings, cerr := cfg.Check(ctx)
+		for _, w := range warnings {
+			fmt.Fprintln(stderr, "sidecar: WARNING: policy "+w)
+		}
+		if err := errors.Join(err, cerr); err != nil {
 			return confload.InvalidConfig(err)
 		}
 		fmt.Fprintln(stdout, "sidecar: configuration ok")

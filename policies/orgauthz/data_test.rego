@@ -117,15 +117,13 @@ test_real_data_admin_only_rows if {
 	}
 }
 
-test_real_data_matches_test_table if {
-	[[row.method, row.path] | some row in data.orgauthz.routes] == [[row.method, row.path] | some row in _routes]
-}
-
-# mgmtproxy forwards only DESIGN's fixed operations: a route the policy
-# allows must be one of them. Update both together.
-test_real_data_routes_known_to_mgmtproxy if {
-	names := {concat(" ", [row.method, row.path]) | some row in data.orgauthz.routes}
-	names == {row.route | some row in _design_rows}
+# The tests' own table is DESIGN's, and data.json keeps it, in order; rows a
+# team adds (policies/README.md) come with their own tests against data.json.
+# Whether mgmtproxy performs each row is `sidecar --check`'s warning and a Go
+# test's (TestOperationsAreThePolicyRoutes), not a Rego test's.
+test_real_data_keeps_test_table if {
+	design := [[row.method, row.path] | some row in _routes]
+	[pair | some row in data.orgauthz.routes; pair := [row.method, row.path]; pair in design] == design
 }
 
 test_real_data_rows_well_formed if {
@@ -154,8 +152,10 @@ test_real_data_safe_lists if {
 	every field in ["customData", "isMfaRequired", "branding", "customCss", "id", "tenantId"] {
 		not field in data.orgauthz.updatable_fields
 	}
-	data.orgauthz.assignable_roles == ["member"]
-	data.orgauthz.updatable_fields == ["name", "description"]
+
+	# admin is the role mgmtproxy gives an organization's creator by default:
+	# assignable, anyone with member:role could make others admins.
+	not "admin" in data.orgauthz.assignable_roles
 }
 
 test_real_data_self_role_change if {

@@ -170,7 +170,7 @@ func TestLoadOneLevelTooDeep(t *testing.T) {
 	if e.Ready() {
 		t.Fatal("Ready() = true after loading a directory one level too deep")
 	}
-	if err := Check(t.Context(), filepath.Join(dir, "orgauthz")); err == nil || !strings.Contains(err.Error(), "one level up") {
+	if _, err := Check(t.Context(), filepath.Join(dir, "orgauthz")); err == nil || !strings.Contains(err.Error(), "one level up") {
 		t.Fatalf("Check(orgauthz/) = %v, want the same error", err)
 	}
 }
@@ -375,14 +375,14 @@ decision := {"allow": true, "reason": "` + v + `", "route": data.orgauthz.versio
 func TestCheck(t *testing.T) {
 	dir := t.TempDir()
 	writeFiles(t, dir, goodPolicy)
-	if err := Check(t.Context(), dir); err != nil {
+	if _, err := Check(t.Context(), dir); err != nil {
 		t.Fatalf("Check(good policy) = %v", err)
 	}
 	writeFiles(t, dir, map[string]string{"orgauthz/extra.rego": "package orgauthz\n\n_x := http.send({})\n"})
-	if err := Check(t.Context(), dir); err == nil || !strings.Contains(err.Error(), "http.send") {
+	if _, err := Check(t.Context(), dir); err == nil || !strings.Contains(err.Error(), "http.send") {
 		t.Fatalf("Check(policy using http.send) = %v, want an error naming http.send", err)
 	}
-	if err := Check(t.Context(), t.TempDir()); err == nil {
+	if _, err := Check(t.Context(), t.TempDir()); err == nil {
 		t.Fatal("Check(empty dir) = nil, want an error")
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/topdown"
 
+	"github.com/orgauthz/orgauthz/decision"
 	"github.com/orgauthz/orgauthz/decisionlog"
 )
 
@@ -164,14 +165,18 @@ func (e *Engine) reject(rev string, err error) error {
 }
 
 // Check reads and compiles the policy in dir as Load does, without an
-// Engine: for `sidecar --check` and CI.
-func Check(ctx context.Context, dir string) error {
+// Engine: for `sidecar --check` and CI. It returns the policy's route table,
+// which --check compares with mgmtproxy's (decision.RouteDrift).
+func Check(ctx context.Context, dir string) ([]decision.Route, error) {
 	snap, err := readDir(dir)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	_, err = prepare(ctx, dir, snap, DefaultQuery)
-	return err
+	p, err := prepare(ctx, dir, snap, DefaultQuery)
+	if err != nil {
+		return nil, err
+	}
+	return p.routes.table, nil
 }
 
 // prepare compiles the snapshot of dir, builds its route index and prepares

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/orgauthz/orgauthz/decision"
 )
 
 // The route table is data.orgauthz.routes. A policy without one is refused:
@@ -35,6 +37,7 @@ const maxPlaceholderLen = 32
 // group in table order, so the first match in a group is the table's first.
 type routeIndex struct {
 	groups map[routeKey][]*routeRow
+	table  []decision.Route // the rows as mgmtproxy's table writes them, for --check
 }
 
 type routeKey struct {
@@ -79,7 +82,7 @@ func buildRouteIndex(docs map[string]any) (*routeIndex, error) {
 	if len(rows) == 0 {
 		return nil, routeError(docs, "is empty")
 	}
-	idx := &routeIndex{groups: map[routeKey][]*routeRow{}}
+	idx := &routeIndex{groups: map[routeKey][]*routeRow{}, table: decision.PolicyRoutes(rows)}
 	var errs []error
 	for i, r := range rows {
 		row, _ := r.(map[string]any)
