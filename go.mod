@@ -3,6 +3,7 @@ module github.com/orgauthz/orgauthz
 go 1.26.0
 
 require (
+	filippo.io/nistec v0.0.4
 	github.com/coreos/go-oidc/v3 v3.21.0
 	github.com/envoyproxy/go-control-plane/envoy v1.40.0
 	github.com/fsnotify/fsnotify v1.10.1
