@@ -67,7 +67,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.warmTokens, "warm-tokens", 1000, "distinct tokens reused by the warm scenarios")
 	fs.IntVar(&o.coldTokens, "cold-tokens", 100_000, "distinct tokens for the cold scenarios; orgauthz is sent all of them before its cached-token RSS is read")
 	servers := fs.String("servers", strings.Join(defaultServers, ","), "servers to measure, comma-separated, from "+strings.Join(serverNames, ", ")+
-		" (the orgauthz-* variants undo one change each: see BENCHMARKS.md)")
+		" (the orgauthz-* variants undo one change each, or turn the audit stream off: see BENCHMARKS.md)")
 	fs.BoolVar(&o.mgmt, "mgmtproxy", true, "measure mgmtproxy in front of the Logto emulator")
 	fs.Float64Var(&o.mgmtRate, "mgmt-rate", 200, "requests per second of the mgmtproxy latency runs")
 	fs.IntVar(&o.mgmtConcurrency, "mgmt-concurrency", 64, "requests in flight in the mgmtproxy M2M token run")

@@ -16,9 +16,12 @@ import (
 // are the same sidecar binary: orgauthz-500 with the 500-row route table of testdata/, and,
 // named with -servers only, one each with a change undone, to show that change's gain:
 // orgauthz-rego-routes matches the route in Rego (ORGAUTHZ_BENCH_REGO_ROUTES=1), orgauthz-gogc100
-// runs with Go's default GC setting instead of orgauthzGC.
+// runs with Go's default GC setting instead of orgauthzGC, orgauthz-stdlib-ecdsa verifies ES384
+// with crypto/ecdsa instead of the precomputed tables (ORGAUTHZ_BENCH_STDLIB_ECDSA=1). And
+// orgauthz-no-audit runs with --decision-log off: what the audit stream costs.
 var (
-	serverNames    = []string{"null", "opa-envoy", "opa-envoy+jwt-cache", "orgauthz", "orgauthz-500", "orgauthz-rego-routes", "orgauthz-gogc100"}
+	serverNames = []string{"null", "opa-envoy", "opa-envoy+jwt-cache", "orgauthz", "orgauthz-500",
+		"orgauthz-rego-routes", "orgauthz-gogc100", "orgauthz-stdlib-ecdsa", "orgauthz-no-audit"}
 	defaultServers = serverNames[:5]
 )
 
@@ -28,8 +31,14 @@ var orgauthzGC = []string{"GOGC=400", "GOMEMLIMIT=128MiB"}
 
 // variantEnv is the environment each orgauthz variant adds to orgauthzGC and -sidecar-env.
 var variantEnv = map[string][]string{
-	"orgauthz-rego-routes": {"ORGAUTHZ_BENCH_REGO_ROUTES=1"},
-	"orgauthz-gogc100":     {"GOGC=100", "GOMEMLIMIT=off"},
+	"orgauthz-rego-routes":  {"ORGAUTHZ_BENCH_REGO_ROUTES=1"},
+	"orgauthz-gogc100":      {"GOGC=100", "GOMEMLIMIT=off"},
+	"orgauthz-stdlib-ecdsa": {"ORGAUTHZ_BENCH_STDLIB_ECDSA=1"},
+}
+
+// variantArgs are the flags an orgauthz variant adds.
+var variantArgs = map[string][]string{
+	"orgauthz-no-audit": {"--decision-log", "off"},
 }
 
 func known(name string) bool { return slices.Contains(serverNames, name) }
@@ -113,7 +122,7 @@ func (b *bench) start(ctx context.Context, name string, v variant) (*server, err
 		bin = b.bins["opaenvoy"]
 		args = []string{"--addr", addr, "--issuer", issuer, "--api-resource", apiResource,
 			"--admin-resource", adminResource, "--jwt-cache-size", strconv.Itoa(size)}
-	case "orgauthz", "orgauthz-500", "orgauthz-rego-routes", "orgauthz-gogc100":
+	case "orgauthz", "orgauthz-500", "orgauthz-rego-routes", "orgauthz-gogc100", "orgauthz-stdlib-ecdsa", "orgauthz-no-audit":
 		httpAddr, err := freeAddr()
 		if err != nil {
 			return nil, err
@@ -126,6 +135,7 @@ func (b *bench) start(ctx context.Context, name string, v variant) (*server, err
 		args = []string{"--issuer", issuer, "--api-resource", apiResource, "--admin-resource", adminResource,
 			"--policies", policies, "--grpc-addr", addr, "--http-addr", httpAddr,
 			"--decision-key", b.privKey}
+		args = append(args, variantArgs[name]...)
 		readyURL = "http://" + httpAddr + "/readyz"
 		t.decision = true
 	default:

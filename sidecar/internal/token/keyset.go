@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -303,7 +304,8 @@ func usableKey(raw json.RawMessage, algs []string) *verifyKey {
 		return nil
 	}
 	k := &verifyKey{kid: jwk.KeyID, pub: pub, alg: jwk.Algorithm}
-	if ec, ok := pub.(*ecdsa.PublicKey); ok && ec.Curve == elliptic.P384() {
+	// ORGAUTHZ_BENCH_STDLIB_ECDSA=1 keeps crypto/ecdsa, for tests/bench to measure the tables' gain.
+	if ec, ok := pub.(*ecdsa.PublicKey); ok && ec.Curve == elliptic.P384() && os.Getenv("ORGAUTHZ_BENCH_STDLIB_ECDSA") != "1" {
 		k.p384 = newP384Key(ec)
 	}
 	if k.alg != "" {
