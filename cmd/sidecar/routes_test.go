@@ -43,20 +43,20 @@ func editData(t *testing.T, dir string, edit func(data map[string]any)) {
 	}
 }
 
-// checkPolicies runs `sidecar --check --check-offline` on dir and returns its error and output.
-func checkPolicies(t *testing.T, dir string) (err error, stdout, stderr string) {
+// checkPolicies runs `sidecar --check --check-offline` on dir and returns its output and error.
+func checkPolicies(t *testing.T, dir string) (stdout, stderr string, err error) {
 	t.Helper()
 	var out, errOut bytes.Buffer
 	err = run(t.Context(), []string{"--check", "--check-offline", "--issuer", "http://127.0.0.1:1/oidc",
 		"--api-resource", "https://api.example.com", "--admin-resource", "https://admin.example.com",
 		"--decision-key", keypair(t), "--policies", dir}, noEnv, &out, &errOut)
-	return err, out.String(), errOut.String()
+	return out.String(), errOut.String(), err
 }
 
 // --check warns, without failing, of each policy route mgmtproxy would not carry out; the shipped
 // policy has none.
 func TestCheckWarnsOfRoutesMgmtproxyDoesNotPerform(t *testing.T) {
-	err, stdout, stderr := checkPolicies(t, "../../policies")
+	stdout, stderr, err := checkPolicies(t, "../../policies")
 	if err != nil || stderr != "" || stdout != "sidecar: configuration ok\n" {
 		t.Fatalf("--check on the shipped policies = %v, stdout %q, stderr %q; want ok and no warning", err, stdout, stderr)
 	}
@@ -69,7 +69,7 @@ func TestCheckWarnsOfRoutesMgmtproxyDoesNotPerform(t *testing.T) {
 			map[string]any{"method": "DELETE", "path": "/api/organizations/{id}",
 				"admin": map[string]any{"scope": "admin:org:write"}})
 	})
-	err, stdout, stderr = checkPolicies(t, dir)
+	stdout, stderr, err = checkPolicies(t, dir)
 	if err != nil || stdout != "sidecar: configuration ok\n" {
 		t.Fatalf("--check with extra rows = %v, stdout %q; want ok (warnings are not failures)", err, stdout)
 	}
@@ -167,7 +167,7 @@ func TestPolicyReadmeExamples(t *testing.T) {
 					t.Errorf("opa %s on the %s example: %v\n%s", strings.Join(args, " "), name, err, out)
 				}
 			}
-			err, stdout, stderr := checkPolicies(t, dir)
+			stdout, stderr, err := checkPolicies(t, dir)
 			if err != nil {
 				t.Fatalf("--check on the %s example = %v", name, err)
 			}
