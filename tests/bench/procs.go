@@ -234,51 +234,6 @@ func parseStatus(b []byte, field string) (int64, error) {
 	return 0, fmt.Errorf("status: no %s", field)
 }
 
-// maxMetrics bounds a /metrics page.
-const maxMetrics = 4 << 20
-
-// scrape reads the unlabelled samples of a Prometheus text page.
-func scrape(ctx context.Context, url string) (map[string]float64, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s: status %d", url, resp.StatusCode)
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxMetrics+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > maxMetrics {
-		return nil, fmt.Errorf("%s: over %d bytes", url, maxMetrics)
-	}
-	return parseMetrics(b), nil
-}
-
-// parseMetrics keeps the samples written as "name value" (no labels, no timestamp); anything
-// else is skipped.
-func parseMetrics(b []byte) map[string]float64 {
-	m := map[string]float64{}
-	for line := range strings.Lines(string(b)) {
-		f := strings.Fields(line)
-		if len(f) != 2 || strings.HasPrefix(f[0], "#") || strings.ContainsAny(f[0], "{}") {
-			continue
-		}
-		if v, err := strconv.ParseFloat(f[1], 64); err == nil {
-			m[f[0]] = v
-		}
-	}
-	return m
-}
-
 // coreTime returns how long core has been busy or stolen by the hypervisor since boot, from
 // /proc/stat: user, nice, system, irq, softirq and steal; idle and iowait are not counted.
 func coreTime(core int) (time.Duration, error) {

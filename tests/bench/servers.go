@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/orgauthz/orgauthz/internal/testkit"
 )
 
 // The servers, in the order they take turns and appear in the table. The orgauthz-* variants
@@ -307,7 +309,10 @@ func (b *bench) fillCache(ctx context.Context, s *server, res *serverResults) er
 	if res.cachedHWM, err = memory(s.t.pid, "VmHWM"); err != nil {
 		return err
 	}
-	if m, err := scrape(ctx, "http://"+s.httpAddr+"/metrics"); err != nil {
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	m, err := testkit.ScrapeMetrics(sctx, "http://"+s.httpAddr+"/metrics")
+	cancel()
+	if err != nil {
 		progress("warning: sidecar metrics: %v", err)
 	} else {
 		res.cachedHeap, res.cachedGCGoal = int64(m["go_memstats_heap_inuse_bytes"]), int64(m["go_memstats_next_gc_bytes"])

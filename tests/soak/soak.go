@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/orgauthz/orgauthz/internal/chain"
 	"github.com/orgauthz/orgauthz/internal/envoyclient"
+	"github.com/orgauthz/orgauthz/internal/testkit"
 )
 
 // watched are the process metrics that must stay flat.
@@ -104,47 +104,21 @@ func soak(ctx context.Context, cfg Config, c *chain.Chain) (*result, error) {
 	return res, ctx.Err()
 }
 
-// scrape reads the watched metrics from a Prometheus text endpoint.
+// scrape reads the watched metrics from a Prometheus text endpoint; each must be there.
 func scrape(ctx context.Context, url string) (map[string]float64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	m, err := testkit.ScrapeMetrics(ctx, url)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s: %s", url, resp.Status)
-	}
-	return parseMetrics(io.LimitReader(resp.Body, 4<<20))
-}
-
-func parseMetrics(r io.Reader) (map[string]float64, error) {
-	out := map[string]float64{}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		name, value, ok := strings.Cut(sc.Text(), " ")
-		if !ok || !slices.Contains(watched, name) {
-			continue
-		}
-		v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
-		if err != nil {
-			return nil, fmt.Errorf("metric %s: %w", name, err)
-		}
-		out[name] = v
-	}
-	if err := sc.Err(); err != nil {
-		return nil, err
-	}
+	out := make(map[string]float64, len(watched))
 	for _, w := range watched {
-		if _, ok := out[w]; !ok {
+		v, ok := m[w]
+		if !ok {
 			return nil, fmt.Errorf("no %s", w)
 		}
+		out[w] = v
 	}
 	return out, nil
 }
