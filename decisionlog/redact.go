@@ -85,6 +85,11 @@ func looksLikeJOSE(f string) bool {
 type scrubber struct {
 	erased, masked []string
 	path           []byte // JSON path of the value being written
+
+	// The ast.Object being written: its output so far and state (see value).
+	out       []byte
+	obj       objectState
+	objMember func(k, v *ast.Term)
 }
 
 // Kinds of object whose keys the scrubber treats specially.
@@ -152,16 +157,16 @@ func (s *scrubber) value(b []byte, v any, kind int) []byte {
 	case ast.Set:
 		return s.value(b, t.Sorted(), kind)
 	case ast.Object:
-		b = append(b, '{')
-		first := true
-		for _, k := range t.Keys() {
-			key, ok := k.Value.(ast.String)
-			if !ok {
-				key = ast.String(k.String()) // as ast.JSON names a non-string key
-			}
-			b, first = s.member(b, first, string(key), t.Get(k), kind)
+		// In the object's own order (sorting its keys cost more than the rest), through one
+		// method value kept on s: a closure per object would allocate its captures too.
+		if s.objMember == nil {
+			s.objMember = s.astMember
 		}
-		return append(b, '}')
+		outer := s.obj
+		s.out, s.obj = append(b, '{'), objectState{first: true, kind: kind}
+		t.Foreach(s.objMember)
+		b, s.obj = append(s.out, '}'), outer
+		return b
 	case map[string]any:
 		return appendMap(s, b, t, kind)
 	case map[string]string:
@@ -188,6 +193,21 @@ func appendMap[V any](s *scrubber, b []byte, m map[string]V, kind int) []byte {
 		b, first = s.member(b, first, k, m[k], kind)
 	}
 	return append(b, '}')
+}
+
+// objectState is what astMember needs of the ast.Object being written.
+type objectState struct {
+	first bool // no member written yet
+	kind  int
+}
+
+// astMember writes one member of an ast.Object to s.out.
+func (s *scrubber) astMember(k, v *ast.Term) {
+	key, ok := k.Value.(ast.String)
+	if !ok {
+		key = ast.String(k.String()) // as ast.JSON names a non-string key
+	}
+	s.out, s.obj.first = s.member(s.out, s.obj.first, string(key), v, s.obj.kind)
 }
 
 // elem appends the i-th element of an array.
