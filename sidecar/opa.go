@@ -1,0 +1,305 @@
+package sidecar
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/logging"
+	"github.com/open-policy-agent/opa/v1/plugins"
+	"github.com/open-policy-agent/opa/v1/plugins/bundle"
+	"github.com/open-policy-agent/opa/v1/plugins/logs"
+	"github.com/open-policy-agent/opa/v1/plugins/status"
+	"github.com/open-policy-agent/opa/v1/server"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	"github.com/prometheus/client_golang/prometheus"
+	"sigs.k8s.io/yaml"
+
+	"github.com/orgauthz/orgauthz/decisionlog"
+)
+
+// maxOPAConfigBytes bounds the --opa-config file: an OPA configuration is a page of YAML.
+const maxOPAConfigBytes = 1 << 20
+
+// opaSections are the parts of OPA's configuration --opa-config honours. Others (discovery, plugins,
+// server, storage, caching, …) are refused rather than silently ignored: discovery would replace
+// this configuration at run time, and the rest configure an OPA server the sidecar does not run.
+var opaSections = []string{"services", "labels", "keys", "bundles", "decision_logs", "status"}
+
+// opaPolicyStatus is the name under which the sidecar reports, in OPA's status, whether it accepted
+// the activated bundles (OPA's own bundle status says only whether OPA activated them).
+const opaPolicyStatus = "orgauthz_policy"
+
+// opaRuntime is OPA's plugin manager as --opa-config configures it: the bundle, decision_logs and
+// status plugins, with their services and signing keys.
+type opaRuntime struct {
+	m       *plugins.Manager
+	bundles bool         // bundles are configured: the policy comes from them, not --policies
+	logs    *logs.Plugin // nil without decision_logs
+	log     *slog.Logger
+	refused prometheus.Counter // bundle updates OPA refused (download, signature, activation)
+}
+
+// opaConfig is a checked --opa-config.
+type opaConfig struct {
+	json    []byte // the configuration as JSON, for plugins.New
+	bundles bool   // it has a bundles section: the policy comes from bundles
+}
+
+// readOPAConfig reads --opa-config (YAML or JSON, at most maxOPAConfigBytes) and returns it as JSON,
+// refusing sections the sidecar does not honour.
+func readOPAConfig(file string) (*opaConfig, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	raw, err := io.ReadAll(io.LimitReader(f, maxOPAConfigBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(raw) > maxOPAConfigBytes {
+		return nil, fmt.Errorf("larger than %d bytes", maxOPAConfigBytes)
+	}
+	return parseOPAConfig(raw)
+}
+
+// parseOPAConfig turns OPA configuration YAML (or JSON) into JSON and checks its sections.
+func parseOPAConfig(raw []byte) (*opaConfig, error) {
+	js, err := yaml.YAMLToJSON(raw)
+	if err != nil {
+		return nil, fmt.Errorf("not YAML or JSON: %w", err)
+	}
+	var sections map[string]json.RawMessage
+	if err := json.Unmarshal(js, &sections); err != nil || sections == nil {
+		return nil, errors.New("not an object of OPA configuration sections")
+	}
+	var errs []error
+	for _, k := range slices.Sorted(maps.Keys(sections)) {
+		if !slices.Contains(opaSections, k) {
+			errs = append(errs, fmt.Errorf("section %q is not supported (only %s)", k, strings.Join(opaSections, ", ")))
+		}
+	}
+	if _, ok := sections["bundles"]; !ok {
+		if _, ok := sections["decision_logs"]; !ok {
+			errs = append(errs, errors.New("configures neither bundles nor decision_logs"))
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	_, bundles := sections["bundles"]
+	return &opaConfig{json: js, bundles: bundles}, nil
+}
+
+// newOPARuntime builds the plugin manager and its plugins from the JSON configuration. It starts
+// nothing and reaches no network: Start does, in the background.
+func newOPARuntime(c *opaConfig, logger *slog.Logger) (*opaRuntime, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	host, _ := os.Hostname()
+	ol := opaLogger{l: logger.With("component", "opa")}
+	m, err := plugins.New(c.json, "orgauthz-sidecar-"+host+"-"+decisionlog.NewID()[:8], inmem.New(),
+		plugins.Logger(ol), plugins.ConsoleLogger(ol))
+	if err != nil {
+		return nil, err
+	}
+	o := &opaRuntime{m: m, log: logger, refused: prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "orgauthz_sidecar", Name: "bundle_failures_total",
+		Help: "Bundle updates OPA refused (download, signature verification or activation failed); the last good policy kept serving.",
+	})}
+	services, keys := m.Services(), m.PublicKeys()
+	bc, err := bundle.NewConfigBuilder().WithBytes(m.Config.Bundles).WithServices(services).WithKeyConfigs(keys).Parse()
+	if err != nil {
+		return nil, fmt.Errorf("bundles: %w", err)
+	}
+	lc, err := logs.NewConfigBuilder().WithBytes(m.Config.DecisionLogs).WithServices(services).WithLogger(ol).Parse()
+	if err != nil {
+		return nil, fmt.Errorf("decision_logs: %w", err)
+	}
+	sc, err := status.NewConfigBuilder().WithBytes(m.Config.Status).WithServices(services).Parse()
+	if err != nil {
+		return nil, fmt.Errorf("status: %w", err)
+	}
+	if c.bundles {
+		if bc == nil || len(bc.Bundles) == 0 {
+			return nil, errors.New("bundles: no bundle configured")
+		}
+		o.bundles = true
+		m.Register(bundle.Name, bundle.New(bc, m))
+	}
+	if lc != nil {
+		o.logs = logs.New(lc, m)
+		m.Register(logs.Name, o.logs)
+	}
+	if sc != nil {
+		m.Register(status.Name, status.New(sc, m))
+	}
+	return o, nil
+}
+
+// start starts the plugins (downloads, uploads and status reports run in the background, so an
+// unreachable service only delays readiness) and, when bundles are configured, installs each
+// activated bundle into pol's Engine through the same checks as a policy directory.
+func (s *Server) startOPA(ctx context.Context, o *opaRuntime) error {
+	s.metrics.registry.MustRegister(o.refused)
+	if o.bundles {
+		activated := make(chan struct{}, 1)
+		bundle.Lookup(o.m).Register("orgauthz", func(st bundle.Status) {
+			// Called with the bundle plugin's lock held: only signal.
+			if st.Code != "" || len(st.Errors) > 0 {
+				o.refused.Inc()
+				o.log.Error("bundle refused by OPA; the last good policy keeps serving", "bundle", st.Name,
+					"code", st.Code, "message", st.Message, "errors", errors.Join(st.Errors...))
+				return
+			}
+			select {
+			case activated <- struct{}{}:
+			default:
+			}
+		})
+		go s.installBundles(ctx, o, activated)
+	}
+	if err := o.m.Start(ctx); err != nil {
+		return fmt.Errorf("sidecar: --opa-config: start OPA plugins: %w", err)
+	}
+	return nil
+}
+
+// installBundles loads the policy from the manager's store after each bundle activation.
+func (s *Server) installBundles(ctx context.Context, o *opaRuntime, activated <-chan struct{}) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-activated:
+		}
+		changed, err := s.policy.LoadStore(ctx, o.m.Store)
+		if !changed || ctx.Err() != nil {
+			continue
+		}
+		if err != nil {
+			s.log.Error("bundle rejected; the last good policy keeps serving", "err", err)
+			o.m.UpdatePluginStatus(opaPolicyStatus, &plugins.Status{State: plugins.StateErr, Message: err.Error()})
+			continue
+		}
+		s.log.Info("policy loaded from bundles", "bundles", s.policy.Bundles(), "revision", s.policy.Stats().Revision)
+		o.m.UpdatePluginStatus(opaPolicyStatus, &plugins.Status{State: plugins.StateOK})
+	}
+}
+
+// stop flushes the decision logs still buffered and stops the plugins.
+func (o *opaRuntime) stop(ctx context.Context) {
+	if o != nil {
+		o.m.Stop(ctx)
+	}
+}
+
+// forward hands one audit record, already stripped of credentials and masked, to OPA's decision-log
+// plugin, which batches, gzips and uploads it. OPA's fields go where OPA puts them; orgauthz's
+// (allow, status, reason, route, token, …) go in the event's "custom" object.
+func (o *opaRuntime) forward(r *decisionlog.Record) {
+	info := &server.Info{
+		DecisionID: r.DecisionID,
+		Path:       r.Path,
+		Timestamp:  r.Timestamp,
+		RemoteAddr: r.SourceAddress,
+		TraceID:    r.TraceID,
+	}
+	if r.Input != nil {
+		info.Input = &r.Input
+	}
+	if r.Result != nil {
+		info.Results = &r.Result
+	}
+	if len(r.Bundles) > 0 {
+		info.Bundles = make(map[string]server.BundleInfo, len(r.Bundles))
+		for name, b := range r.Bundles {
+			info.Bundles[name] = server.BundleInfo{Revision: b.Revision}
+		}
+	}
+	info.Custom = customFields(r)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := o.logs.Log(ctx, info); err != nil {
+		o.log.Error("decision log not handed to OPA", "decision_id", r.DecisionID, "err", err)
+	}
+}
+
+// customFields are the record's fields OPA's event has no place for, as JSON values.
+func customFields(r *decisionlog.Record) map[string]any {
+	rest := *r
+	rest.DecisionID, rest.Timestamp, rest.Path, rest.SourceAddress, rest.TraceID = "", time.Time{}, "", "", ""
+	rest.Input, rest.Result, rest.Bundles, rest.Labels = nil, nil, nil, nil
+	b, err := json.Marshal(&rest)
+	if err != nil {
+		return nil
+	}
+	var out map[string]any
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if dec.Decode(&out) != nil {
+		return nil
+	}
+	delete(out, "timestamp")
+	delete(out, "decision_id")
+	return out
+}
+
+// opaLogger writes OPA's plugin logs to the sidecar's log.
+type opaLogger struct {
+	l      *slog.Logger
+	fields map[string]any
+}
+
+func (o opaLogger) log(level slog.Level, format string, a []any) {
+	if !o.l.Enabled(context.Background(), level) {
+		return
+	}
+	attrs := make([]any, 0, 2*len(o.fields))
+	for _, k := range slices.Sorted(maps.Keys(o.fields)) {
+		attrs = append(attrs, k, o.fields[k])
+	}
+	o.l.Log(context.Background(), level, fmt.Sprintf(format, a...), attrs...)
+}
+
+func (o opaLogger) Debug(f string, a ...any) { o.log(slog.LevelDebug, f, a) }
+func (o opaLogger) Info(f string, a ...any)  { o.log(slog.LevelInfo, f, a) }
+func (o opaLogger) Warn(f string, a ...any)  { o.log(slog.LevelWarn, f, a) }
+func (o opaLogger) Error(f string, a ...any) { o.log(slog.LevelError, f, a) }
+
+func (o opaLogger) WithFields(f map[string]any) logging.Logger {
+	out := opaLogger{l: o.l, fields: maps.Clone(o.fields)}
+	if out.fields == nil {
+		out.fields = map[string]any{}
+	}
+	maps.Copy(out.fields, f)
+	return out
+}
+
+// GetLevel reports the most verbose level the sidecar's log takes; SetLevel is the sidecar's
+// --log-level's business and does nothing.
+func (o opaLogger) GetLevel() logging.Level {
+	ctx := context.Background()
+	switch {
+	case o.l.Enabled(ctx, slog.LevelDebug):
+		return logging.Debug
+	case o.l.Enabled(ctx, slog.LevelInfo):
+		return logging.Info
+	case o.l.Enabled(ctx, slog.LevelWarn):
+		return logging.Warn
+	}
+	return logging.Error
+}
+
+func (o opaLogger) SetLevel(logging.Level) {}
