@@ -12,6 +12,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/logging"
@@ -46,7 +47,7 @@ type opaRuntime struct {
 	bundles bool         // bundles are configured: the policy comes from them, not --policies
 	logs    *logs.Plugin // nil without decision_logs
 	log     *slog.Logger
-	refused prometheus.Counter // bundle updates OPA refused (download, signature, activation)
+	refused atomic.Uint64 // bundle updates OPA refused (download, signature, activation)
 }
 
 // opaConfig is a checked --opa-config.
@@ -114,10 +115,7 @@ func newOPARuntime(c *opaConfig, logger *slog.Logger) (*opaRuntime, error) {
 	if err != nil {
 		return nil, err
 	}
-	o := &opaRuntime{m: m, log: logger, refused: prometheus.NewCounter(prometheus.CounterOpts{
-		Namespace: "orgauthz_sidecar", Name: "bundle_failures_total",
-		Help: "Bundle updates OPA refused (download, signature verification or activation failed); the last good policy kept serving.",
-	})}
+	o := &opaRuntime{m: m, log: logger}
 	services, keys := m.Services(), m.PublicKeys()
 	bc, err := bundle.NewConfigBuilder().WithBytes(m.Config.Bundles).WithServices(services).WithKeyConfigs(keys).Parse()
 	if err != nil {
@@ -131,19 +129,26 @@ func newOPARuntime(c *opaConfig, logger *slog.Logger) (*opaRuntime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("status: %w", err)
 	}
+	var bp *bundle.Plugin
 	if c.bundles {
 		if bc == nil || len(bc.Bundles) == 0 {
 			return nil, errors.New("bundles: no bundle configured")
 		}
 		o.bundles = true
-		m.Register(bundle.Name, bundle.New(bc, m))
+		bp = bundle.New(bc, m)
+		m.Register(bundle.Name, bp)
 	}
 	if lc != nil {
 		o.logs = logs.New(lc, m)
 		m.Register(logs.Name, o.logs)
 	}
 	if sc != nil {
-		m.Register(status.Name, status.New(sc, m))
+		sp := status.New(sc, m)
+		m.Register(status.Name, sp)
+		if bp != nil {
+			// As OPA's runtime wires them: every bundle's status goes into the status reports.
+			bp.RegisterBulkListener(status.Name, sp.BulkUpdateBundleStatus)
+		}
 	}
 	return o, nil
 }
@@ -152,15 +157,17 @@ func newOPARuntime(c *opaConfig, logger *slog.Logger) (*opaRuntime, error) {
 // unreachable service only delays readiness) and, when bundles are configured, installs each
 // activated bundle into pol's Engine through the same checks as a policy directory.
 func (s *Server) startOPA(ctx context.Context, o *opaRuntime) error {
-	s.metrics.registry.MustRegister(o.refused)
+	s.metrics.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: "orgauthz_sidecar", Name: "bundle_failures_total",
+		Help: "Bundle updates OPA refused (download, signature verification or activation failed); the last good policy kept serving.",
+	}, func() float64 { return float64(o.refused.Load()) }))
 	if o.bundles {
 		activated := make(chan struct{}, 1)
 		bundle.Lookup(o.m).Register("orgauthz", func(st bundle.Status) {
-			// Called with the bundle plugin's lock held: only signal.
+			// Called with the bundle plugin's lock held: only count and signal. OPA logs the
+			// failure itself (ERROR "Bundle load failed: …").
 			if st.Code != "" || len(st.Errors) > 0 {
-				o.refused.Inc()
-				o.log.Error("bundle refused by OPA; the last good policy keeps serving", "bundle", st.Name,
-					"code", st.Code, "message", st.Message, "errors", errors.Join(st.Errors...))
+				o.refused.Add(1)
 				return
 			}
 			select {
@@ -274,7 +281,10 @@ func (o opaLogger) log(level slog.Level, format string, a []any) {
 }
 
 func (o opaLogger) Debug(f string, a ...any) { o.log(slog.LevelDebug, f, a) }
-func (o opaLogger) Info(f string, a ...any)  { o.log(slog.LevelInfo, f, a) }
+
+// Info is debug in the sidecar's log: OPA reports every status upload and log upload at info;
+// the sidecar logs the policy it installs itself.
+func (o opaLogger) Info(f string, a ...any)  { o.log(slog.LevelDebug, f, a) }
 func (o opaLogger) Warn(f string, a ...any)  { o.log(slog.LevelWarn, f, a) }
 func (o opaLogger) Error(f string, a ...any) { o.log(slog.LevelError, f, a) }
 
@@ -294,8 +304,6 @@ func (o opaLogger) GetLevel() logging.Level {
 	switch {
 	case o.l.Enabled(ctx, slog.LevelDebug):
 		return logging.Debug
-	case o.l.Enabled(ctx, slog.LevelInfo):
-		return logging.Info
 	case o.l.Enabled(ctx, slog.LevelWarn):
 		return logging.Warn
 	}
