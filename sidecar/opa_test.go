@@ -228,7 +228,8 @@ func policyVariant(t *testing.T, scope string, extra map[string]string) string {
 	return dir
 }
 
-// writeOPAConfig writes an OPA configuration using srv for bundles, decision logs and status.
+// writeOPAConfig writes an OPA configuration using srv for bundles (unless pubPEM is ""),
+// decision logs and status.
 func writeOPAConfig(t *testing.T, srv *opaServer, pubPEM string) string {
 	t.Helper()
 	cfg := map[string]any{
@@ -244,6 +245,10 @@ func writeOPAConfig(t *testing.T, srv *opaServer, pubPEM string) string {
 		"decision_logs": map[string]any{"service": "control", "resource": "/logs",
 			"reporting": map[string]any{"min_delay_seconds": 1, "max_delay_seconds": 1}},
 		"status": map[string]any{"service": "control"},
+	}
+	if pubPEM == "" {
+		delete(cfg, "keys")
+		delete(cfg, "bundles")
 	}
 	b, err := json.Marshal(cfg)
 	if err != nil {
@@ -338,18 +343,7 @@ func TestOPAConfigBundles(t *testing.T) {
 	}
 
 	// The collector gets the same decision in OPA's event shape, without the token.
-	var ev map[string]any
-	waitFor(t, "the decision uploaded", func() bool {
-		srv.mu.Lock()
-		defer srv.mu.Unlock()
-		for _, e := range srv.events {
-			if e["decision_id"] == id {
-				ev = e
-				return true
-			}
-		}
-		return false
-	})
+	ev := srv.waitEvent(t, id)
 	if get(ev, "bundles/authz/revision") != "real-1" || ev["path"] != "orgauthz/decision" ||
 		get(ev, "result/allow") != true || get(ev, "custom/reason") == nil || get(ev, "labels/app") != "orgauthz-test" {
 		t.Errorf("uploaded event = %v", ev)
@@ -370,6 +364,46 @@ func TestOPAConfigBundles(t *testing.T) {
 		return get(st, "bundles/authz/active_revision") == "real-1" && get(st, "labels/app") == "orgauthz-test" &&
 			get(st, "plugins/orgauthz_policy/state") == "OK"
 	})
+}
+
+// waitEvent waits for the collector to receive the event of decision id.
+func (s *opaServer) waitEvent(t *testing.T, id string) map[string]any {
+	t.Helper()
+	var ev map[string]any
+	waitFor(t, "the decision uploaded", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, e := range s.events {
+			if e["decision_id"] == id {
+				ev = e
+				return true
+			}
+		}
+		return false
+	})
+	return ev
+}
+
+// TestOPAConfigDecisionLogsOnly: with decision_logs and no bundles, the policy comes from --policies
+// and every decision is uploaded even with --decision-log off; the input is there, the token not.
+func TestOPAConfigDecisionLogsOnly(t *testing.T) {
+	srv := newOPAServer(t)
+	h := newHarness(t, true, func(c *Config) {
+		c.OPAConfig = writeOPAConfig(t, srv, "")
+		c.DecisionLog = "off"
+	})
+	tok := h.mint(*org("o1", "org:read"))
+	a := readAnswer(h.check(t, envoyRequest("GET", "/api/organizations/o1", map[string]string{"Authorization": "Bearer " + tok}, "")))
+	if a.status != http.StatusOK {
+		t.Fatalf("status %d, want 200", a.status)
+	}
+	ev := srv.waitEvent(t, a.headers[headerDecisionID])
+	if get(ev, "input/request/method") != "GET" || get(ev, "custom/reason") == nil || get(ev, "bundles/policies/revision") == nil {
+		t.Errorf("uploaded event = %v", ev)
+	}
+	if strings.Contains(fmt.Sprint(ev), tok[strings.LastIndexByte(tok, '.')+1:]) {
+		t.Error("the uploaded event carries the token")
+	}
 }
 
 // TestOPAConfigFile: --opa-config is bounded and refuses what it does not honour, with a clear error.
