@@ -40,12 +40,17 @@ var opaSections = []string{"services", "labels", "keys", "bundles", "decision_lo
 // the activated bundles (OPA's own bundle status says only whether OPA activated them).
 const opaPolicyStatus = "orgauthz_policy"
 
-// opaRuntime is OPA's plugin manager as --opa-config configures it: the bundle, decision_logs and
-// status plugins, with their services and signing keys.
+// opaRuntime is OPA's plugin managers as --opa-config configures them: one runs the bundle plugin
+// (its store holds what OPA activated), the other the decision_logs and status plugins, with the same
+// services, keys and labels. They are two so that OPA's decision-log plugin, which evaluates
+// system.log.drop and system.log.mask on its manager's compiler, never runs the rules of a bundle
+// that OPA activated but the sidecar refused (one calling http.send, say): the records it gets are
+// already masked with the installed policy's mask.
 type opaRuntime struct {
-	m       *plugins.Manager
-	bundles bool         // bundles are configured: the policy comes from them, not --policies
-	logs    *logs.Plugin // nil without decision_logs
+	policy  *plugins.Manager // the bundle plugin's; nil without bundles
+	report  *plugins.Manager // the decision_logs and status plugins'; nil without either
+	logs    *logs.Plugin     // nil without decision_logs
+	status  *status.Plugin   // nil without status
 	log     *slog.Logger
 	refused atomic.Uint64 // bundle updates OPA refused (download, signature, activation)
 }
@@ -102,22 +107,25 @@ func parseOPAConfig(raw []byte) (*opaConfig, error) {
 	return &opaConfig{json: js, bundles: bundles}, nil
 }
 
-// newOPARuntime builds the plugin manager and its plugins from the JSON configuration. It starts
-// nothing and reaches no network: Start does, in the background.
+// newOPARuntime builds the plugin managers and their plugins from the JSON configuration. It
+// starts nothing and reaches no network: startOPA does, in the background.
 func newOPARuntime(c *opaConfig, logger *slog.Logger) (*opaRuntime, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	host, _ := os.Hostname()
+	id := "orgauthz-sidecar-" + host + "-" + decisionlog.NewID()[:8]
 	ol := opaLogger{l: logger.With("component", "opa")}
-	m, err := plugins.New(c.json, "orgauthz-sidecar-"+host+"-"+decisionlog.NewID()[:8], inmem.New(),
-		plugins.Logger(ol), plugins.ConsoleLogger(ol))
+	manager := func() (*plugins.Manager, error) {
+		return plugins.New(c.json, id, inmem.New(), plugins.Logger(ol), plugins.ConsoleLogger(ol))
+	}
+	o := &opaRuntime{log: logger}
+	m, err := manager()
 	if err != nil {
 		return nil, err
 	}
-	o := &opaRuntime{m: m, log: logger}
-	services, keys := m.Services(), m.PublicKeys()
-	bc, err := bundle.NewConfigBuilder().WithBytes(m.Config.Bundles).WithServices(services).WithKeyConfigs(keys).Parse()
+	services := m.Services()
+	bc, err := bundle.NewConfigBuilder().WithBytes(m.Config.Bundles).WithServices(services).WithKeyConfigs(m.PublicKeys()).Parse()
 	if err != nil {
 		return nil, fmt.Errorf("bundles: %w", err)
 	}
@@ -129,25 +137,31 @@ func newOPARuntime(c *opaConfig, logger *slog.Logger) (*opaRuntime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("status: %w", err)
 	}
-	var bp *bundle.Plugin
 	if c.bundles {
 		if bc == nil || len(bc.Bundles) == 0 {
 			return nil, errors.New("bundles: no bundle configured")
 		}
-		o.bundles = true
-		bp = bundle.New(bc, m)
-		m.Register(bundle.Name, bp)
+		o.policy = m
+		m.Register(bundle.Name, bundle.New(bc, m))
+		if lc != nil || sc != nil {
+			if m, err = manager(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if lc != nil || sc != nil {
+		o.report = m
 	}
 	if lc != nil {
 		o.logs = logs.New(lc, m)
 		m.Register(logs.Name, o.logs)
 	}
 	if sc != nil {
-		sp := status.New(sc, m)
-		m.Register(status.Name, sp)
-		if bp != nil {
+		o.status = status.New(sc, m)
+		m.Register(status.Name, o.status)
+		if o.policy != nil {
 			// As OPA's runtime wires them: every bundle's status goes into the status reports.
-			bp.RegisterBulkListener(status.Name, sp.BulkUpdateBundleStatus)
+			bundle.Lookup(o.policy).RegisterBulkListener(status.Name, o.status.BulkUpdateBundleStatus)
 		}
 	}
 	return o, nil
@@ -161,9 +175,9 @@ func (s *Server) startOPA(ctx context.Context, o *opaRuntime) error {
 		Namespace: "orgauthz_sidecar", Name: "bundle_failures_total",
 		Help: "Bundle updates OPA refused (download, signature verification or activation failed); the last good policy kept serving.",
 	}, func() float64 { return float64(o.refused.Load()) }))
-	if o.bundles {
+	if o.policy != nil {
 		activated := make(chan struct{}, 1)
-		bundle.Lookup(o.m).Register("orgauthz", func(st bundle.Status) {
+		bundle.Lookup(o.policy).Register("orgauthz", func(st bundle.Status) {
 			// Called with the bundle plugin's lock held: only count and signal. OPA logs the
 			// failure itself (ERROR "Bundle load failed: …").
 			if st.Code != "" || len(st.Errors) > 0 {
@@ -177,8 +191,13 @@ func (s *Server) startOPA(ctx context.Context, o *opaRuntime) error {
 		})
 		go s.installBundles(ctx, o, activated)
 	}
-	if err := o.m.Start(ctx); err != nil {
-		return fmt.Errorf("sidecar: --opa-config: start OPA plugins: %w", err)
+	for _, m := range []*plugins.Manager{o.report, o.policy} {
+		if m == nil {
+			continue
+		}
+		if err := m.Start(ctx); err != nil {
+			return fmt.Errorf("sidecar: --opa-config: start OPA plugins: %w", err)
+		}
 	}
 	return nil
 }
@@ -191,24 +210,36 @@ func (s *Server) installBundles(ctx context.Context, o *opaRuntime, activated <-
 			return
 		case <-activated:
 		}
-		changed, err := s.policy.LoadStore(ctx, o.m.Store)
+		changed, err := s.policy.LoadStore(ctx, o.policy.Store)
 		if !changed || ctx.Err() != nil {
 			continue
 		}
 		if err != nil {
 			s.log.Error("bundle rejected; the last good policy keeps serving", "err", err)
-			o.m.UpdatePluginStatus(opaPolicyStatus, &plugins.Status{State: plugins.StateErr, Message: err.Error()})
+			o.policyStatus(&plugins.Status{State: plugins.StateErr, Message: err.Error()})
 			continue
 		}
 		s.log.Info("policy loaded from bundles", "bundles", s.policy.Bundles(), "revision", s.policy.Stats().Revision)
-		o.m.UpdatePluginStatus(opaPolicyStatus, &plugins.Status{State: plugins.StateOK})
+		o.policyStatus(&plugins.Status{State: plugins.StateOK})
 	}
 }
 
-// stop flushes the decision logs still buffered and stops the plugins.
+// policyStatus reports whether the sidecar installed the activated bundles, in OPA's status.
+func (o *opaRuntime) policyStatus(st *plugins.Status) {
+	if o.report != nil {
+		o.report.UpdatePluginStatus(opaPolicyStatus, st)
+	}
+}
+
+// stop stops the plugins; the decision-log plugin uploads what it still holds.
 func (o *opaRuntime) stop(ctx context.Context) {
-	if o != nil {
-		o.m.Stop(ctx)
+	if o == nil {
+		return
+	}
+	for _, m := range []*plugins.Manager{o.policy, o.report} {
+		if m != nil {
+			m.Stop(ctx)
+		}
 	}
 }
 

@@ -33,6 +33,7 @@ type opaServer struct {
 	uploads   [][]byte // raw (gzip'd) decision-log uploads
 	events    []map[string]any
 	statuses  []map[string]any
+	callouts  int // requests a policy made with http.send: must stay 0
 }
 
 func newOPAServer(t *testing.T) *opaServer {
@@ -74,6 +75,11 @@ func newOPAServer(t *testing.T) *opaServer {
 		s.mu.Lock()
 		s.uploads = append(s.uploads, raw)
 		s.events = append(s.events, batch...)
+		s.mu.Unlock()
+	})
+	mux.HandleFunc("/callout", func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		s.callouts++
 		s.mu.Unlock()
 	})
 	mux.HandleFunc("POST /status", func(w http.ResponseWriter, r *http.Request) {
@@ -272,8 +278,11 @@ func TestOPAConfigBundles(t *testing.T) {
 	strict := opaBuild(t, policyVariant(t, "org:read-strict", nil), "strict-1", key)
 	real := opaBuild(t, policiesDir, "real-1", key)
 	unsigned := opaBuild(t, policiesDir, "unsigned-1", "")
+	// A signed bundle whose decision-log mask calls out: OPA activates it, the sidecar refuses it,
+	// and nothing ever evaluates it (OPA's decision-log plugin runs on a manager without bundles).
 	callsOut := opaBuild(t, policyVariant(t, "org:read", map[string]string{
-		"orgauthz/callout.rego": "package orgauthz.callout\n\nleak := http.send({\"method\": \"GET\", \"url\": \"http://127.0.0.1:1/\"})\n",
+		"orgauthz/callout.rego": "package system.log\n\nmask contains \"/input/request\" if {\n\thttp.send({\"method\": \"GET\", \"url\": \"" +
+			srv.URL + "/callout\"})\n}\n",
 	}), "callout-1", key)
 	tampered := tamper(t, real, "/data.json", func(b []byte) []byte {
 		return bytes.Replace(b, []byte(`"org:read"`), []byte(`"org:reax"`), 1)
@@ -349,6 +358,9 @@ func TestOPAConfigBundles(t *testing.T) {
 		t.Errorf("uploaded event = %v", ev)
 	}
 	srv.mu.Lock()
+	if srv.callouts != 0 {
+		t.Errorf("a refused bundle's rules ran: %d http.send requests", srv.callouts)
+	}
 	for _, raw := range srv.uploads {
 		zr, _ := gzip.NewReader(bytes.NewReader(raw))
 		plain, _ := io.ReadAll(zr)

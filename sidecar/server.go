@@ -111,7 +111,7 @@ func New(ctx context.Context, v *Valid, logger *slog.Logger) (*Server, error) {
 			return nil, err
 		}
 	}
-	if s.opa != nil && s.opa.bundles {
+	if s.opa != nil && s.opa.policy != nil {
 		logger.Info("policy comes from the --opa-config bundles, not --policies: every check answers 503 until a bundle is installed")
 	} else {
 		s.loadPolicyDir(ctx)
