@@ -95,6 +95,15 @@ func parseOPAConfig(raw []byte) (*opaConfig, error) {
 			errs = append(errs, fmt.Errorf("section %q is not supported (only %s)", k, strings.Join(opaSections, ", ")))
 		}
 	}
+	if dl, ok := sections["decision_logs"]; ok {
+		var keys map[string]json.RawMessage
+		_ = json.Unmarshal(dl, &keys) // OPA's own parse reports a malformed section
+		for _, k := range []string{"mask_decision", "drop_decision"} {
+			if _, ok := keys[k]; ok {
+				errs = append(errs, fmt.Errorf("decision_logs.%s is not supported: the sidecar applies the policy's system.log.mask before records reach OPA", k))
+			}
+		}
+	}
 	if _, ok := sections["bundles"]; !ok {
 		if _, ok := sections["decision_logs"]; !ok {
 			errs = append(errs, errors.New("configures neither bundles nor decision_logs"))

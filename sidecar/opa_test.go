@@ -425,6 +425,7 @@ func TestOPAConfigFile(t *testing.T) {
 		{"not an object", "- 1\n- 2\n", "not an object"},
 		{"discovery", "services: {s: {url: 'http://127.0.0.1:1'}}\ndiscovery: {service: s, resource: /d}\n", `section "discovery" is not supported`},
 		{"plugins", "plugins: {envoy_ext_authz_grpc: {}}\ndecision_logs: {console: true}\n", `section "plugins" is not supported`},
+		{"mask_decision", "decision_logs: {console: true, mask_decision: /x/mask}\n", "decision_logs.mask_decision is not supported"},
 		{"nothing to do", "services: {s: {url: 'http://127.0.0.1:1'}}\n", "neither bundles nor decision_logs"},
 		{"too large", "labels: {a: '" + strings.Repeat("x", maxOPAConfigBytes) + "'}\n", "larger than"},
 	} {
