@@ -124,9 +124,11 @@ func newOPARuntime(c *opaConfig, logger *slog.Logger) (*opaRuntime, error) {
 	}
 	host, _ := os.Hostname()
 	id := "orgauthz-sidecar-" + host + "-" + decisionlog.NewID()[:8]
-	ol := opaLogger{l: logger.With("component", "opa")}
+	ol := opaLogger{l: logger.With("component", "opa"), info: slog.LevelDebug}
+	// decision_logs.console prints each event at info: it is asked for, so it stays at info.
+	console := opaLogger{l: logger.With("component", "opa"), info: slog.LevelInfo}
 	manager := func() (*plugins.Manager, error) {
-		return plugins.New(c.json, id, inmem.New(), plugins.Logger(ol), plugins.ConsoleLogger(ol))
+		return plugins.New(c.json, id, inmem.New(), plugins.Logger(ol), plugins.ConsoleLogger(console))
 	}
 	o := &opaRuntime{log: logger}
 	m, err := manager()
@@ -306,6 +308,7 @@ func customFields(r *decisionlog.Record) map[string]any {
 // opaLogger writes OPA's plugin logs to the sidecar's log.
 type opaLogger struct {
 	l      *slog.Logger
+	info   slog.Level // the level of OPA's info lines
 	fields map[string]any
 }
 
@@ -322,14 +325,14 @@ func (o opaLogger) log(level slog.Level, format string, a []any) {
 
 func (o opaLogger) Debug(f string, a ...any) { o.log(slog.LevelDebug, f, a) }
 
-// Info is debug in the sidecar's log: OPA reports every status upload and log upload at info;
-// the sidecar logs the policy it installs itself.
-func (o opaLogger) Info(f string, a ...any)  { o.log(slog.LevelDebug, f, a) }
+// Info is debug in the sidecar's log (but for the console logger): OPA reports every status upload
+// and log upload at info; the sidecar logs the policy it installs itself.
+func (o opaLogger) Info(f string, a ...any)  { o.log(o.info, f, a) }
 func (o opaLogger) Warn(f string, a ...any)  { o.log(slog.LevelWarn, f, a) }
 func (o opaLogger) Error(f string, a ...any) { o.log(slog.LevelError, f, a) }
 
 func (o opaLogger) WithFields(f map[string]any) logging.Logger {
-	out := opaLogger{l: o.l, fields: maps.Clone(o.fields)}
+	out := opaLogger{l: o.l, info: o.info, fields: maps.Clone(o.fields)}
 	if out.fields == nil {
 		out.fields = map[string]any{}
 	}
@@ -344,6 +347,8 @@ func (o opaLogger) GetLevel() logging.Level {
 	switch {
 	case o.l.Enabled(ctx, slog.LevelDebug):
 		return logging.Debug
+	case o.l.Enabled(ctx, o.info):
+		return logging.Info
 	case o.l.Enabled(ctx, slog.LevelWarn):
 		return logging.Warn
 	}
