@@ -178,9 +178,9 @@ func newOPARuntime(c *opaConfig, logger *slog.Logger) (*opaRuntime, error) {
 	return o, nil
 }
 
-// start starts the plugins (downloads, uploads and status reports run in the background, so an
+// startOPA starts the plugins (downloads, uploads and status reports run in the background, so an
 // unreachable service only delays readiness) and, when bundles are configured, installs each
-// activated bundle into pol's Engine through the same checks as a policy directory.
+// activated bundle into the policy Engine through the same checks as a policy directory.
 func (s *Server) startOPA(ctx context.Context, o *opaRuntime) error {
 	s.metrics.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Namespace: "orgauthz_sidecar", Name: "bundle_failures_total",
