@@ -110,7 +110,11 @@ func parseOPAConfig(raw []byte) (*opaConfig, error) {
 		}
 	}
 	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		msgs := make([]string, len(errs))
+		for i, err := range errs {
+			msgs[i] = err.Error()
+		}
+		return nil, errors.New(strings.Join(msgs, "; "))
 	}
 	_, bundles := sections["bundles"]
 	return &opaConfig{json: js, bundles: bundles}, nil
