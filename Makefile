@@ -7,7 +7,7 @@ OPA     := $(GO) tool opa
 # Packages whose concurrency is worth the race detector's cost on a 2-core CI machine.
 RACE_PKGS := ./sidecar/internal/token/ ./decision/ ./mgmtproxy/ ./internal/confload/ ./revocation/ ./decisionlog/ ./internal/filewatch/
 
-.PHONY: help build run test test-go test-race test-rego e2e soak lint bench caddy image clean
+.PHONY: help build run test test-go test-race test-rego e2e soak lint bench caddy image clean bundle
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -34,6 +34,11 @@ test-rego: ## opa fmt, opa test with a 90 % coverage floor, and the sidecar's ow
 	@set -o pipefail; $(OPA) test --coverage --threshold 90 policies | grep -o '"coverage": [0-9.]*' | tail -n 1 | sed 's/"coverage"/policy coverage (%, floor 90)/'
 	@# What opa test accepts the sidecar may still refuse (network builtins, no route table): load it as the sidecar does.
 	$(GO) test -count=1 -run 'TestCheckDefaultPolicy|TestDefaultPolicy' ./sidecar/internal/policy/
+
+bundle: ## build policies/ into bin/bundle.tar.gz for a bundle server (sidecar --opa-config); BUNDLE_SIGNING_KEY=private.pem signs it (RS256), BUNDLE_REVISION= names it
+	@mkdir -p bin
+	$(OPA) build -b policies/ --ignore '*_test.rego' -o bin/bundle.tar.gz --revision "$${BUNDLE_REVISION:-$$(git rev-parse --short HEAD 2>/dev/null || echo dev)}" \
+		$(if $(BUNDLE_SIGNING_KEY),--signing-key $(BUNDLE_SIGNING_KEY) --signing-alg RS256)
 
 e2e: bin/caddy ## end-to-end: real binaries behind the Envoy-faithful client and Caddy (nginx/Envoy when installed), the fault suite and a 20 s soak
 	$(GO) test -tags e2e -count=1 -timeout 30m ./tests/e2e/ ./tests/faults/ ./tests/soak/

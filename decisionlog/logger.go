@@ -58,6 +58,10 @@ type Options struct {
 	QueueSize int
 	// Mask is the system.log.mask policy to apply; nil for none. SetMask replaces it.
 	Mask *Mask
+	// Forward, when set, also receives every record the writer writes, after credentials are
+	// removed and the mask applied (e.g. to hand it to OPA's decision-log plugin). It runs on the
+	// writer goroutine, so it must not block; it may keep r but must not change it.
+	Forward func(r *Record)
 	// Log receives the writer's own failures (cannot write, cannot reopen, mask failed), never a
 	// record's content. Nil discards them; the metrics count them either way.
 	Log *slog.Logger
@@ -73,9 +77,10 @@ type Logger struct {
 	once   sync.Once
 	err    error // Close's result, set by the writer before done closes
 
-	labels map[string]string
-	mask   atomic.Pointer[Mask]
-	log    *slog.Logger
+	labels  map[string]string
+	mask    atomic.Pointer[Mask]
+	log     *slog.Logger
+	forward func(*Record)
 
 	// Writer state, owned by the writer goroutine.
 	out     io.Writer
@@ -149,15 +154,16 @@ func start(w io.Writer, path string, f *os.File, opts Options) *Logger {
 		n = DefaultQueueSize
 	}
 	l := &Logger{
-		queue:  make(chan *Record, n),
-		stop:   make(chan struct{}),
-		done:   make(chan struct{}),
-		log:    opts.Log,
-		out:    w,
-		bw:     bufio.NewWriterSize(w, 64<<10),
-		path:   path,
-		file:   f,
-		labels: map[string]string{},
+		queue:   make(chan *Record, n),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+		log:     opts.Log,
+		forward: opts.Forward,
+		out:     w,
+		bw:      bufio.NewWriterSize(w, 64<<10),
+		path:    path,
+		file:    f,
+		labels:  map[string]string{},
 		written: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "orgauthz_decision_log_records_total",
 			Help: "Audit records written to the --decision-log sink.",
@@ -326,6 +332,9 @@ func (l *Logger) write(r *Record) {
 	l.pending++
 	if _, err := l.bw.Write(line); err != nil {
 		l.writeFailed(err)
+	}
+	if l.forward != nil {
+		l.forward(r)
 	}
 }
 

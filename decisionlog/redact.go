@@ -316,9 +316,14 @@ func clean(s string) string {
 	return s
 }
 
+// cleanAll cleans ss in place, writing only what changes: the sidecar's RequiredScopes and token
+// scopes are also read by the deny response built concurrently (the race detector caught the
+// unconditional write). A scope that does need cleaning is still written in place.
 func cleanAll(ss []string) {
 	for i, s := range ss {
-		ss[i] = clean(s)
+		if c := clean(s); c != s {
+			ss[i] = c
+		}
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"crypto/sha512"
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"strings"
 	"testing"
 
@@ -186,5 +187,31 @@ func TestCredentialValueShapes(t *testing.T) {
 		if got := isCredentialValue(tc.in); got != tc.cred {
 			t.Errorf("isCredentialValue(%.60q) = %v, want %v", tc.in, got, tc.cred)
 		}
+	}
+}
+
+// Forward receives each record as written: credentials already removed, so a remote sink fed from
+// it (the sidecar's OPA decision-log upload) never sees a token either.
+func TestForwardGetsScrubbedRecord(t *testing.T) {
+	tok := es384Token(t, map[string]any{"sub": "u1"})
+	got := make(chan *Record, 1)
+	l := New(io.Discard, Options{Forward: func(r *Record) { got <- r }})
+	defer l.Close()
+	l.Submit(&Record{DecisionID: "d1", Input: map[string]any{"request": map[string]any{
+		"headers": map[string]any{"authorization": "Bearer " + tok, "x-note": tok}}}})
+	select {
+	case r := <-got:
+		b, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(b), tok[strings.LastIndexByte(tok, '.')+1:]) {
+			t.Errorf("forwarded record carries the token: %s", b)
+		}
+		if r.DecisionID != "d1" || len(r.Erased) == 0 {
+			t.Errorf("forwarded record = %s, want d1 with its erased paths", b)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Forward was not called")
 	}
 }

@@ -3,6 +3,7 @@ package sidecar
 import (
 	"cmp"
 	"context"
+	"io"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -40,9 +41,20 @@ type revisionBundles struct {
 // openAudit starts the --decision-log sink. The policy directory's system.log.mask comes with
 // each decision (policy.Decision.Mask), compiled and swapped with the policy.
 func (s *Server) openAudit() error {
-	l, err := decisionlog.Open(s.cfg.DecisionLog, decisionlog.Options{Service: "sidecar", Version: version.String(), Log: s.log})
-	if err != nil {
+	opts := decisionlog.Options{Service: "sidecar", Version: version.String(), Log: s.log}
+	if s.opa != nil && s.opa.logs != nil {
+		// OPA's decision-log plugin gets each record as written: credentials removed, mask applied.
+		opts.Forward = s.opa.forward
+	}
+	var l *decisionlog.Logger
+	var err error
+	if s.cfg.DecisionLog == decisionlog.SinkOff && opts.Forward != nil {
+		l = decisionlog.New(io.Discard, opts)
+	} else if l, err = decisionlog.Open(s.cfg.DecisionLog, opts); err != nil {
 		return err
+	}
+	if l == nil {
+		return nil
 	}
 	s.auditState.log = l
 	s.metrics.registry.MustRegister(l.Collectors()...)
@@ -52,6 +64,9 @@ func (s *Server) openAudit() error {
 // bundles names a policy revision as OPA's decision log does: the deciding one, else the serving one.
 func (s *Server) bundles(rev string) map[string]decisionlog.Bundle {
 	if rev == "" {
+		if b := s.policy.Bundles(); b != nil {
+			return b
+		}
 		rev = s.policy.Stats().Revision
 	}
 	if rev == "" {
@@ -94,7 +109,7 @@ func (s *Server) audit(raw *rawRequest, req *request, v *verdict, latency time.D
 	}
 	rev := ""
 	if e := v.eval; e != nil {
-		rev, r.Mask = e.decision.Revision, e.decision.Mask
+		rev, r.Mask, r.Bundles = e.decision.Revision, e.decision.Mask, e.decision.Bundles
 		r.Input = e.input
 		r.Metrics.PolicyEval = e.duration.Nanoseconds()
 		if r.Route == "" {
@@ -104,7 +119,9 @@ func (s *Server) audit(raw *rawRequest, req *request, v *verdict, latency time.D
 			r.Result = decisionResult(e.decision)
 		}
 	}
-	r.Bundles = s.bundles(rev)
+	if r.Bundles == nil {
+		r.Bundles = s.bundles(rev)
+	}
 	if c := v.claims; c != nil {
 		r.Token = &decisionlog.Token{Kind: string(c.Kind), Subject: c.Subject, ClientID: c.ClientID,
 			IsApp: c.IsApp, OrganizationID: c.OrganizationID, Scopes: c.Scopes}

@@ -107,6 +107,12 @@ type Config struct {
 	RedisPasswordFile      string `flag:"redis-password-file" usage:"file holding the password of the --revocation-store Redis"`
 	RedisPassword          string `flag:"-" env:"ORGAUTHZ_REDIS_PASSWORD" usage:"the --revocation-store Redis password (instead of --redis-password-file)"`
 	LogtoWebhookSecretFile string `flag:"logto-webhook-secret-file" usage:"file holding the Logto webhook signing key; enables POST /logto/webhooks on --http-addr (and mgmtproxy's --revocation-notify)"`
+	// OPAConfig is a file of OPA's own configuration (YAML or JSON: services, keys, labels,
+	// bundles, decision_logs, status) that drives OPA's plugin manager. With bundles, the policy
+	// comes from the activated bundle(s) and --policies is not read; each bundle passes the same
+	// checks as a policy directory and the sidecar is not ready until one is installed. With
+	// decision_logs, every audit record is also uploaded in OPA's batched protocol. Default empty.
+	OPAConfig string `flag:"opa-config" usage:"OPA configuration FILE (services, keys, bundles, decision_logs, status): policy from signed bundles instead of --policies, decision logs uploaded in OPA's protocol"`
 	// DecisionLog is the audit stream's sink: stdout, a file path (append-only, mode 0600, reopened
 	// on rotation and SIGHUP) or off. One JSON record per decision, whatever --log-level says.
 	// Default stdout; the operational log stays on stderr.
@@ -142,6 +148,7 @@ type Valid struct {
 	signer  *decision.Signer
 	tokens  token.Config
 	revoc   revocationConfig
+	opa     *opaConfig // nil without --opa-config
 }
 
 // NewLogger returns the JSON logger the sidecar writes, at the configured level.
@@ -246,6 +253,11 @@ func (c Config) Validate() (*Valid, error) {
 	if err := decisionlog.CheckSink(c.DecisionLog); err != nil {
 		bad("--decision-log: %w", err)
 	}
+	if c.OPAConfig != "" {
+		if v.opa, err = readOPAConfig(c.OPAConfig); err != nil {
+			bad("--opa-config %s: %w", c.OPAConfig, err)
+		}
+	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -277,7 +289,14 @@ func (c Config) Check(ctx context.Context) (warnings []string, err error) {
 			errs = append(errs, fmt.Errorf("sidecar: %w", err))
 		}
 	}
-	if c.Policies != "" {
+	if v != nil && v.opa != nil {
+		if _, err := newOPARuntime(v.opa, nil); err != nil {
+			errs = append(errs, fmt.Errorf("sidecar: --opa-config %s: %w", c.OPAConfig, err))
+		}
+	}
+	if v != nil && v.opa != nil && v.opa.bundles {
+		// The policy comes from the bundles: their checks run when each one activates.
+	} else if c.Policies != "" {
 		if err := policyDir(c.Policies); err != nil {
 			errs = append(errs, err)
 		} else if routes, err := policy.Check(ctx, c.Policies); err != nil {

@@ -144,6 +144,15 @@ func TestConfigCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	opaFile := func(body string) string {
+		f := filepath.Join(t.TempDir(), "opa.yaml")
+		if err := os.WriteFile(f, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	bundles := opaFile("services: {s: {url: 'http://127.0.0.1:1'}}\nbundles: {authz: {service: s, resource: /b.tar.gz}}\n")
+	nowhere := opaFile("bundles: {authz: {service: nowhere, resource: /b.tar.gz}}\n")
 
 	for _, tc := range []struct {
 		name   string
@@ -160,6 +169,11 @@ func TestConfigCheck(t *testing.T) {
 			[]string{`sidecar: policy directory "` + filepath.Join(dir, "gone") + `" does not exist`}, []string{"relative to", "lstat"}},
 		{"file, not a directory", func(c *Config) { c.Policies = key },
 			[]string{`policy directory "` + key + `" is not a directory`}, nil},
+		{"bundles replace --policies", func(c *Config) { c.OPAConfig = bundles; c.Policies = filepath.Join(dir, "gone") }, nil, nil},
+		{"bundle of an unknown service", func(c *Config) { c.OPAConfig = nowhere },
+			[]string{"--opa-config " + nowhere, "nowhere"}, nil},
+		{"opa-config missing", func(c *Config) { c.OPAConfig = filepath.Join(dir, "none.yaml") },
+			[]string{"--opa-config " + filepath.Join(dir, "none.yaml")}, nil},
 		{"no key, no duplicate", func(c *Config) { c.DecisionKey = "" },
 			[]string{"--decision-key is required"}, []string{"decision key:"}},
 	} {

@@ -63,6 +63,8 @@ type Server struct {
 
 	// auditState is the --decision-log stream, closed when ServeListeners returns.
 	auditState auditState
+	// opa is OPA's plugin manager (opa.go), nil without --opa-config; stopped when ServeListeners returns.
+	opa *opaRuntime
 }
 
 // New builds a Server from a validated configuration. The token key sets start loading and the
@@ -96,26 +98,24 @@ func New(ctx context.Context, v *Valid, logger *slog.Logger) (*Server, error) {
 	if err := s.startTracing(); err != nil {
 		return nil, err
 	}
-	if err := s.policy.Load(ctx); err != nil {
-		logger.Error("policy not loaded: every check answers 503 until a policy loads", "dir", cfg.Policies, "err", err)
-	} else {
-		logger.Info("policy loaded", "dir", cfg.Policies, "revision", s.policy.Stats().Revision)
+	if v.opa != nil {
+		if s.opa, err = newOPARuntime(v.opa, logger); err != nil {
+			return nil, fmt.Errorf("sidecar: --opa-config %s: %w", cfg.OPAConfig, err)
+		}
 	}
 	if err := s.openAudit(); err != nil {
 		return nil, fmt.Errorf("sidecar: --decision-log: %w", err)
 	}
-	go func() {
-		err := s.policy.Watch(ctx, func(err error) {
-			if err != nil {
-				logger.Error("policy reload rejected; the last good policy keeps serving", "dir", cfg.Policies, "err", err)
-				return
-			}
-			logger.Info("policy reloaded", "dir", cfg.Policies, "revision", s.policy.Stats().Revision)
-		})
-		if err != nil {
-			logger.Error("policy directory not watched: changes need a restart", "dir", cfg.Policies, "err", err)
+	if s.opa != nil {
+		if err := s.startOPA(ctx, s.opa); err != nil {
+			return nil, err
 		}
-	}()
+	}
+	if s.opa != nil && s.opa.policy != nil {
+		logger.Info("policy comes from the --opa-config bundles, not --policies: every check answers 503 until a bundle is installed")
+	} else {
+		s.loadPolicyDir(ctx)
+	}
 
 	s.grpc = grpc.NewServer(
 		// Long-lived workers keep the stack that OPA's recursive evaluator grew; a fresh goroutine per
@@ -142,6 +142,28 @@ func New(ctx context.Context, v *Valid, logger *slog.Logger) (*Server, error) {
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 	}
 	return s, nil
+}
+
+// loadPolicyDir loads the --policies directory and watches it for changes.
+func (s *Server) loadPolicyDir(ctx context.Context) {
+	logger, cfg := s.log, s.cfg
+	if err := s.policy.Load(ctx); err != nil {
+		logger.Error("policy not loaded: every check answers 503 until a policy loads", "dir", cfg.Policies, "err", err)
+	} else {
+		logger.Info("policy loaded", "dir", cfg.Policies, "revision", s.policy.Stats().Revision)
+	}
+	go func() {
+		err := s.policy.Watch(ctx, func(err error) {
+			if err != nil {
+				logger.Error("policy reload rejected; the last good policy keeps serving", "dir", cfg.Policies, "err", err)
+				return
+			}
+			logger.Info("policy reloaded", "dir", cfg.Policies, "revision", s.policy.Stats().Revision)
+		})
+		if err != nil {
+			logger.Error("policy directory not watched: changes need a restart", "dir", cfg.Policies, "err", err)
+		}
+	}()
 }
 
 // Ready reports whether the Server can decide: keys loaded for some issuer, a policy loaded and the
@@ -237,6 +259,9 @@ func (s *Server) ServeListeners(ctx context.Context, grpcLn, httpLn net.Listener
 	if err := s.auditState.log.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("sidecar: --decision-log: %w", err))
 	}
+	octx, ocancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer ocancel()
+	s.opa.stop(octx) // after the audit stream: its last records are uploaded
 	return errors.Join(errs...)
 }
 

@@ -49,6 +49,11 @@ it (not performed, another spelling of the template, another body check): fine o
 application sends to another backend (policies/README.md). Serving starts without a loadable policy: not ready, every check 503,
 until a good policy appears in --policies.
 
+--opa-config FILE runs OPA's plugin manager on OPA's own configuration (services, keys, labels,
+bundles, decision_logs, status): with bundles the policy comes from the activated (signed) bundles,
+checked as a policy directory is, and --policies is not read (not ready until one is installed);
+with decision_logs every audit record is also uploaded in OPA's batched protocol.
+
 --decision-key is reread when the file changes (rotation without restart; a broken file leaves the
 last good key signing). --metrics-addr moves /metrics to an address of its own. --otlp-endpoint sends
 a span per check to an OTLP/HTTP collector, continuing the W3C traceparent of the checked request.

@@ -28,6 +28,9 @@ type Decision struct {
 	// none), for the decision's audit record.
 	Revision string
 	Mask     *decisionlog.Mask
+	// Bundles names the OPA bundles (and their manifest revisions) the deciding policy came
+	// from, shared by every decision of that policy; nil for a policy directory.
+	Bundles map[string]decisionlog.Bundle
 }
 
 // Decision object keys, as the policy contract names them.

@@ -15,6 +15,8 @@ import (
 	"slices"
 	"strings"
 	"testing/fstest"
+
+	"github.com/orgauthz/orgauthz/decisionlog"
 )
 
 // Bounds on what Load reads, so a stray file or a runaway generator cannot
@@ -45,6 +47,7 @@ func isDataFile(name string) bool {
 type snapshot struct {
 	files    fstest.MapFS
 	revision string
+	bundles  map[string]decisionlog.Bundle // LoadStore: the activated bundles' names and revisions
 }
 
 // readDir reads the policy files under dir (recursively, skipping hidden

@@ -81,7 +81,8 @@ type prepared struct {
 	query    rego.PreparedEvalQuery
 	routes   *routeIndex
 	revision string
-	mask     *decisionlog.Mask // the directory's system.log.mask, nil when none
+	mask     *decisionlog.Mask             // the directory's system.log.mask, nil when none
+	bundles  map[string]decisionlog.Bundle // the OPA bundles it came from (LoadStore); nil for a directory
 }
 
 // New returns an Engine for the policy directory dir. It loads nothing:
@@ -100,6 +101,15 @@ func New(dir string, opts Options) *Engine {
 
 // Ready reports whether a policy is loaded.
 func (e *Engine) Ready() bool { return e.current.Load() != nil }
+
+// Bundles names the OPA bundles (name → manifest revision) the serving policy came from
+// (LoadStore); nil for a policy directory or before a policy loads.
+func (e *Engine) Bundles() map[string]decisionlog.Bundle {
+	if p := e.current.Load(); p != nil {
+		return p.bundles
+	}
+	return nil
+}
 
 // Stats returns a snapshot of the reload counters.
 func (e *Engine) Stats() Stats {
@@ -121,10 +131,16 @@ func (e *Engine) Load(ctx context.Context) error {
 // load is Load, also reporting whether the outcome changed: a tree identical
 // to the serving one (or to the last rejected one) is not compiled again.
 func (e *Engine) load(ctx context.Context) (changed bool, err error) {
+	return e.install(ctx, e.dir, func() (*snapshot, error) { return readDir(e.dir) })
+}
+
+// install reads a snapshot with read (under loadMu, so loads apply in order), compiles it as
+// the policy from source and installs it; the last good policy keeps serving when it fails.
+func (e *Engine) install(ctx context.Context, source string, read func() (*snapshot, error)) (changed bool, err error) {
 	e.loadMu.Lock()
 	defer e.loadMu.Unlock()
 
-	snap, err := readDir(e.dir)
+	snap, err := read()
 	if err != nil {
 		return true, e.reject("", err)
 	}
@@ -138,7 +154,7 @@ func (e *Engine) load(ctx context.Context) (changed bool, err error) {
 	if e.failedErr != nil && e.failedRev == snap.revision {
 		return false, e.failedErr
 	}
-	p, err := prepare(ctx, e.dir, snap, e.query)
+	p, err := prepare(ctx, source, snap, e.query)
 	if err != nil {
 		return true, e.reject(snap.revision, err)
 	}
@@ -236,7 +252,7 @@ func prepare(ctx context.Context, dir string, snap *snapshot, query string) (*pr
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
-	return &prepared{query: pq, routes: routes, revision: snap.revision, mask: mask}, nil
+	return &prepared{query: pq, routes: routes, revision: snap.revision, mask: mask, bundles: snap.bundles}, nil
 }
 
 // keepValue hands results back as AST values: Eval reads the decision
@@ -325,6 +341,6 @@ func (e *Engine) eval(ctx context.Context, p *prepared, input ast.Value, tracer 
 	if err != nil {
 		return Decision{}, nil, fmt.Errorf("policy: %s: %w", e.query, err)
 	}
-	d.Revision, d.Mask = p.revision, p.mask
+	d.Revision, d.Mask, d.Bundles = p.revision, p.mask, p.bundles
 	return d, v, nil
 }
