@@ -5,7 +5,7 @@ SHELL   := /bin/bash
 GO      ?= go
 OPA     := $(GO) tool opa
 # Packages whose concurrency is worth the race detector's cost on a 2-core CI machine.
-RACE_PKGS := ./sidecar/internal/token/ ./decision/ ./mgmtproxy/ ./internal/confload/ ./revocation/ ./decisionlog/ ./internal/filewatch/
+RACE_PKGS := ./sidecar/ ./sidecar/internal/token/ ./sidecar/internal/policy/ ./decision/ ./mgmtproxy/ ./internal/confload/ ./revocation/ ./decisionlog/ ./internal/filewatch/
 
 .PHONY: help build run test test-go test-race test-rego e2e soak lint bench caddy image clean bundle
 

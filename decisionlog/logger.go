@@ -482,10 +482,10 @@ func (l *Logger) prepare(r *Record) {
 	r.TraceID = traceID(r.TraceID)
 	r.Reason, r.Route, r.Path = clean(r.Reason), clean(r.Route), clean(r.Path)
 	r.Method, r.RequestPath, r.SourceAddress = clean(r.Method), clean(r.RequestPath), clean(r.SourceAddress)
-	cleanAll(r.RequiredScopes)
+	r.RequiredScopes = cleanAll(r.RequiredScopes)
 	if t := r.Token; t != nil {
 		t.Kind, t.Subject, t.ClientID, t.OrganizationID = clean(t.Kind), clean(t.Subject), clean(t.ClientID), clean(t.OrganizationID)
-		cleanAll(t.Scopes)
+		t.Scopes = cleanAll(t.Scopes)
 	}
 	for i := range r.Calls {
 		c := &r.Calls[i]
@@ -493,9 +493,7 @@ func (l *Logger) prepare(r *Record) {
 	}
 	if c := r.Changes; c != nil {
 		c.OrganizationID = clean(c.OrganizationID)
-		cleanAll(c.UserIDs)
-		cleanAll(c.RoleNames)
-		cleanAll(c.RoleIDs)
+		c.UserIDs, c.RoleNames, c.RoleIDs = cleanAll(c.UserIDs), cleanAll(c.RoleNames), cleanAll(c.RoleIDs)
 		for i := range c.Items {
 			c.Items[i].ID, c.Items[i].Error = clean(c.Items[i].ID), clean(c.Items[i].Error)
 		}

@@ -319,12 +319,19 @@ func clean(s string) string {
 // cleanAll cleans ss in place, writing only what changes: the sidecar's RequiredScopes and token
 // scopes are also read by the deny response built concurrently (the race detector caught the
 // unconditional write). A scope that does need cleaning is still written in place.
-func cleanAll(ss []string) {
+// cleanAll returns ss with each string cleaned: ss itself when none changes, else a copy, so that a
+// slice the caller still reads (the sidecar answers with the same required scopes) is never written.
+func cleanAll(ss []string) []string {
 	for i, s := range ss {
 		if c := clean(s); c != s {
-			ss[i] = c
+			out := slices.Clone(ss)
+			for j := i; j < len(out); j++ {
+				out[j] = clean(out[j])
+			}
+			return out
 		}
 	}
+	return ss
 }
 
 // maxRequestIDLen bounds the request_id written.
