@@ -6,8 +6,9 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"os"
+
+	"github.com/orgauthz/orgauthz/internal/confload"
 )
 
 // maxPEMBytes bounds a key file; an Ed25519 PEM is about 120 bytes.
@@ -62,17 +63,9 @@ func writeNew(path string, perm os.FileMode, b *pem.Block) error {
 
 // readPEM returns the only PEM block of the file at path, which must have type typ.
 func readPEM(path, typ string) ([]byte, error) {
-	f, err := os.Open(path)
+	raw, err := confload.ReadFile(path, maxPEMBytes)
 	if err != nil {
 		return nil, fmt.Errorf("decision: read key: %w", err)
-	}
-	defer f.Close()
-	raw, err := io.ReadAll(io.LimitReader(f, maxPEMBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("decision: read key: %w", err)
-	}
-	if len(raw) > maxPEMBytes {
-		return nil, fmt.Errorf("decision: read key %s: larger than %d bytes", path, maxPEMBytes)
 	}
 	b, rest := pem.Decode(raw)
 	if b == nil {

@@ -3,10 +3,8 @@ package mgmtproxy
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -313,17 +311,9 @@ func (c *Config) secret() (string, error) {
 // readSecretFile reads a secret of at most maxSecretBytes, without surrounding whitespace. Its errors
 // never hold the secret.
 func readSecretFile(path, what string) (string, error) {
-	f, err := os.Open(path)
+	raw, err := confload.ReadFile(path, maxSecretBytes)
 	if err != nil {
 		return "", fmt.Errorf("mgmtproxy: %s file: %w", what, err)
-	}
-	defer f.Close()
-	raw, err := io.ReadAll(io.LimitReader(f, maxSecretBytes+1))
-	if err != nil {
-		return "", fmt.Errorf("mgmtproxy: %s file: %w", what, err)
-	}
-	if len(raw) > maxSecretBytes {
-		return "", fmt.Errorf("mgmtproxy: %s file %s is larger than %d bytes", what, path, maxSecretBytes)
 	}
 	s := strings.TrimSpace(string(raw))
 	if s == "" {

@@ -3,10 +3,10 @@ package revocation
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
-	"os"
 	"strings"
+
+	"github.com/orgauthz/orgauthz/internal/confload"
 )
 
 // maxRedisPasswordBytes bounds a --redis-password-file.
@@ -49,18 +49,13 @@ func StoreURL(store, password, passwordFile string) (string, error) {
 
 // readRedisPassword reads a --redis-password-file without surrounding whitespace.
 func readRedisPassword(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", fmt.Errorf("--redis-password-file: %w", err)
-	}
-	defer f.Close()
-	raw, err := io.ReadAll(io.LimitReader(f, maxRedisPasswordBytes+1))
+	raw, err := confload.ReadFile(path, maxRedisPasswordBytes)
 	if err != nil {
 		return "", fmt.Errorf("--redis-password-file: %w", err)
 	}
 	pw := strings.TrimSpace(string(raw))
-	if pw == "" || len(raw) > maxRedisPasswordBytes {
-		return "", fmt.Errorf("--redis-password-file %s: empty or over %d bytes", path, maxRedisPasswordBytes)
+	if pw == "" {
+		return "", fmt.Errorf("--redis-password-file %s is empty", path)
 	}
 	return pw, nil
 }

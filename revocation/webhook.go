@@ -10,8 +10,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"time"
+
+	"github.com/orgauthz/orgauthz/internal/confload"
 )
 
 const (
@@ -35,18 +36,13 @@ const (
 // LoadWebhookSecret reads a hook's signing key from a file (--logto-webhook-secret-file), without the
 // trailing newline an editor adds.
 func LoadWebhookSecret(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("revocation: webhook secret: %w", err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxSecretBytes+1))
+	b, err := confload.ReadFile(path, maxSecretBytes)
 	if err != nil {
 		return nil, fmt.Errorf("revocation: webhook secret: %w", err)
 	}
 	b = bytes.TrimRight(b, "\r\n")
-	if len(b) == 0 || len(b) > maxSecretBytes {
-		return nil, fmt.Errorf("revocation: webhook secret %s: empty or over %d bytes", path, maxSecretBytes)
+	if len(b) == 0 {
+		return nil, fmt.Errorf("revocation: webhook secret %s is empty", path)
 	}
 	return b, nil
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"os"
@@ -26,6 +25,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/orgauthz/orgauthz/decisionlog"
+	"github.com/orgauthz/orgauthz/internal/confload"
 )
 
 // maxOPAConfigBytes bounds the --opa-config file: an OPA configuration is a page of YAML.
@@ -64,17 +64,9 @@ type opaConfig struct {
 // readOPAConfig reads --opa-config (YAML or JSON, at most maxOPAConfigBytes) and returns it as JSON,
 // refusing sections the sidecar does not honour.
 func readOPAConfig(file string) (*opaConfig, error) {
-	f, err := os.Open(file)
+	raw, err := confload.ReadFile(file, maxOPAConfigBytes)
 	if err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	raw, err := io.ReadAll(io.LimitReader(f, maxOPAConfigBytes+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(raw) > maxOPAConfigBytes {
-		return nil, fmt.Errorf("larger than %d bytes", maxOPAConfigBytes)
 	}
 	return parseOPAConfig(raw)
 }

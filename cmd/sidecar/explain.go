@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/orgauthz/orgauthz/internal/confload"
@@ -136,17 +135,9 @@ func explain(ctx context.Context, args []string, getenv func(string) string, std
 
 // readBounded reads a file of at most maxExplainFile bytes.
 func readBounded(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	b, err := confload.ReadFile(path, maxExplainFile)
 	if err != nil {
 		return nil, fmt.Errorf("sidecar explain: %w", err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxExplainFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("sidecar explain: %w", err)
-	}
-	if len(b) > maxExplainFile {
-		return nil, fmt.Errorf("sidecar explain: %s is larger than %d bytes", path, maxExplainFile)
 	}
 	return b, nil
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"maps"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"testing/fstest"
 
 	"github.com/orgauthz/orgauthz/decisionlog"
+	"github.com/orgauthz/orgauthz/internal/confload"
 )
 
 // Bounds on what Load reads, so a stray file or a runaway generator cannot
@@ -144,19 +144,11 @@ var errTooLarge = fmt.Errorf("policy files exceed %d bytes in total", maxTotalBy
 
 // readBounded reads the file at p, failing if it holds more than limit bytes.
 func readBounded(p string, limit int64) ([]byte, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(data)) > limit {
+	data, err := confload.ReadFile(p, limit)
+	if errors.Is(err, confload.ErrTooLarge) {
 		return nil, errTooLarge
 	}
-	return data, nil
+	return data, err
 }
 
 // revision hashes the files' names and contents in name order (MapFS walks
