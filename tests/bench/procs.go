@@ -16,6 +16,8 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+
+	"github.com/orgauthz/orgauthz/internal/confload"
 )
 
 // proc is a server process started by the benchmark, pinned to the server core.
@@ -161,21 +163,7 @@ func readProc(pid int, name string) ([]byte, error) {
 	return readBounded(fmt.Sprintf("/proc/%d/%s", pid, name))
 }
 
-func readBounded(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxProcFile+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > maxProcFile {
-		return nil, fmt.Errorf("%s: over %d bytes", path, maxProcFile)
-	}
-	return b, nil
-}
+func readBounded(path string) ([]byte, error) { return confload.ReadFile(path, maxProcFile) }
 
 // cpuTime returns the user+system CPU time of the process so far (all its threads).
 func cpuTime(pid int) (time.Duration, error) {
