@@ -161,18 +161,17 @@ func median(ss []sample, metric string, from, to time.Duration) (float64, int) {
 }
 
 // limits say how much a metric may grow from the first to the last window and still be flat:
-// last <= first*factor + slack. Heap moves with GC timing; goroutines with requests in flight.
+// last <= first*factor + slack, plus shortSlack when the windows are shorter than a minute. Heap
+// moves with GC timing (windows of seconds are shorter than a GOGC=400 heap's sawtooth, so a
+// median can land on either end of it); goroutines with requests in flight.
 var limits = map[string]struct {
-	factor, slack float64
-	unit          string
+	factor, slack, shortSlack float64
+	unit                      string
 }{
-	"go_memstats_heap_inuse_bytes": {1.25, 4 << 20, "MiB"},
-	"go_goroutines":                {1.10, 10, ""},
-	"process_open_fds":             {1.00, 5, ""},
+	"go_memstats_heap_inuse_bytes": {1.25, 4 << 20, 12 << 20, "MiB"},
+	"go_goroutines":                {1.10, 10, 0, ""},
+	"process_open_fds":             {1.00, 5, 0, ""},
 }
-
-// shortRunHeapSlack is added to the heap's slack when the windows are shorter than a minute.
-const shortRunHeapSlack = 12 << 20
 
 // report prints one verdict line per criterion and reports whether all passed.
 func (r *result) report(w io.Writer, cfg Config) bool {
@@ -207,10 +206,8 @@ func (r *result) report(w io.Writer, cfg Config) bool {
 			end, n2 := median(ss, m, last-win, last+1)
 			l := limits[m]
 			limit := first*l.factor + l.slack
-			if m == "go_memstats_heap_inuse_bytes" && win < time.Minute {
-				// Windows of seconds are shorter than the sawtooth of a GOGC=400 heap: a median
-				// can land on either end of it. The 10-minute run's minute windows keep 4 MiB.
-				limit += shortRunHeapSlack
+			if win < time.Minute {
+				limit += l.shortSlack
 			}
 			show := func(v float64) string {
 				if l.unit == "MiB" {
