@@ -334,6 +334,9 @@ func (l *Logger) write(r *Record) {
 		l.writeFailed(err)
 	}
 	if l.forward != nil {
+		// The forwarded record may be kept: its input and result must stop sharing the writer's
+		// buffers, which the next record reuses.
+		r.Input, r.Result = ownJSON(r.Input), ownJSON(r.Result)
 		l.forward(r)
 	}
 }
@@ -530,6 +533,14 @@ func eventOf(r *Record) any {
 	var v any
 	if err := json.Unmarshal(b, &v); err != nil {
 		return nil
+	}
+	return v
+}
+
+// ownJSON returns v with JSON bytes of its own when v is scrubbed JSON, else v.
+func ownJSON(v any) any {
+	if raw, ok := v.(json.RawMessage); ok {
+		return json.RawMessage(bytes.Clone(raw))
 	}
 	return v
 }

@@ -215,3 +215,30 @@ func TestForwardGetsScrubbedRecord(t *testing.T) {
 		t.Fatal("Forward was not called")
 	}
 }
+
+// A forwarded record may be kept (OPA's plugin buffers events): the next record must not change it.
+func TestForwardedRecordIsItsOwn(t *testing.T) {
+	got := make(chan *Record, 2)
+	l := New(io.Discard, Options{Forward: func(r *Record) { got <- r }})
+	defer l.Close()
+	for _, id := range []string{"first", "second"} {
+		l.Submit(&Record{DecisionID: id, Input: map[string]any{"id": id + strings.Repeat("x", 100)},
+			Result: map[string]any{"id": id}})
+	}
+	var kept []*Record
+	for range 2 {
+		select {
+		case r := <-got:
+			kept = append(kept, r)
+		case <-time.After(10 * time.Second):
+			t.Fatal("Forward was not called")
+		}
+	}
+	for _, r := range kept {
+		in, _ := json.Marshal(r.Input)
+		res, _ := json.Marshal(r.Result)
+		if !strings.Contains(string(in), `"`+r.DecisionID+"x") || string(res) != `{"id":"`+r.DecisionID+`"}` {
+			t.Errorf("kept record %s now holds input %s, result %s", r.DecisionID, in, res)
+		}
+	}
+}
