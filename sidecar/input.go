@@ -2,6 +2,8 @@ package sidecar
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 
@@ -67,18 +69,22 @@ func buildInput(req *request, claims *token.Claims) (ast.Value, error) {
 		}
 		query = append(query, ast.Item(terms.str(k), ast.ArrayTerm(values...)))
 	}
+	sortItems(query)
 	body := ast.NullTerm()
 	if req.body != nil {
 		body = ast.NewTerm(req.body)
 	}
+	// Every object is built with its keys in OPA's order: OPA sorts an object's keys the first
+	// time anything iterates it (the audit writer iterates them all), and sorted keys make that
+	// sort a single pass.
 	request := ast.NewObject(
+		ast.Item(keyBody, body),
+		ast.Item(keyHeaders, terms.stringMap(req.inputHeaders)),
+		ast.Item(keyHost, terms.str(req.host)),
 		ast.Item(keyMethod, terms.str(req.method)),
 		ast.Item(keyPath, terms.str(req.path)),
-		ast.Item(keySegments, ast.ArrayTerm(segments...)),
 		ast.Item(keyQuery, ast.ObjectTerm(query...)),
-		ast.Item(keyHost, terms.str(req.host)),
-		ast.Item(keyHeaders, terms.stringMap(req.inputHeaders)),
-		ast.Item(keyBody, body),
+		ast.Item(keySegments, ast.ArrayTerm(segments...)),
 	)
 	tok := ast.NullTerm()
 	if claims != nil {
@@ -89,10 +95,10 @@ func buildInput(req *request, claims *token.Claims) (ast.Value, error) {
 		tok = ast.NewTerm(t)
 	}
 	return ast.NewObject(
-		ast.Item(keyRequest, ast.NewTerm(request)),
-		ast.Item(keyToken, tok),
-		ast.Item(keySource, ast.ObjectTerm(ast.Item(keyAddress, terms.str(req.source)))),
 		ast.Item(keyContextExtensions, terms.stringMap(req.extensions)),
+		ast.Item(keyRequest, ast.NewTerm(request)),
+		ast.Item(keySource, ast.ObjectTerm(ast.Item(keyAddress, terms.str(req.source)))),
+		ast.Item(keyToken, tok),
 	), nil
 }
 
@@ -115,7 +121,15 @@ func (s *termSlab) stringMap(m map[string]string) *ast.Term {
 	for k, v := range m {
 		items = append(items, ast.Item(s.str(k), s.str(v)))
 	}
+	sortItems(items)
 	return ast.ObjectTerm(items...)
+}
+
+// sortItems puts an object's items, whose keys are strings, in OPA's key order.
+func sortItems(items [][2]*ast.Term) {
+	slices.SortFunc(items, func(a, b [2]*ast.Term) int {
+		return strings.Compare(string(a[0].Value.(ast.String)), string(b[0].Value.(ast.String)))
+	})
 }
 
 // tokenValue is input.token: the verified facts and every verified claim. The claims object is
@@ -127,26 +141,27 @@ func tokenValue(c *token.Claims, terms *termSlab) (ast.Value, error) {
 	}
 	sub, clientID, aud := terms.str(c.Subject), terms.str(c.ClientID), terms.str(c.Audience)
 	iat, exp := ast.IntNumberTerm(int(c.IssuedAt)), ast.IntNumberTerm(int(c.ExpiresAt))
-	claims := ast.NewObject(
-		ast.Item(keyClaimIss, terms.str(c.Issuer)),
-		ast.Item(keyClaimSub, sub),
+	items := make([][2]*ast.Term, 0, 10) // Logto's claims, in order
+	items = append(items,
 		ast.Item(keyClaimAud, aud),
 		ast.Item(keyClientID, clientID),
-		ast.Item(keyClaimIat, iat),
 		ast.Item(keyClaimExp, exp),
-	)
+		ast.Item(keyClaimIat, iat),
+		ast.Item(keyClaimIss, terms.str(c.Issuer)))
 	if c.JTI != "" {
-		claims.Insert(keyClaimJTI, terms.str(c.JTI))
+		items = append(items, ast.Item(keyClaimJTI, terms.str(c.JTI)))
 	}
 	if c.NotBefore != 0 {
-		claims.Insert(keyClaimNbf, ast.IntNumberTerm(int(c.NotBefore)))
-	}
-	if c.HasScope {
-		claims.Insert(keyClaimScope, terms.str(c.Scope))
+		items = append(items, ast.Item(keyClaimNbf, ast.IntNumberTerm(int(c.NotBefore))))
 	}
 	if c.Kind == token.OrganizationAPI { // the only kind whose token carries organization_id
-		claims.Insert(keyOrganizationID, terms.str(c.OrganizationID))
+		items = append(items, ast.Item(keyOrganizationID, terms.str(c.OrganizationID)))
 	}
+	if c.HasScope {
+		items = append(items, ast.Item(keyClaimScope, terms.str(c.Scope)))
+	}
+	items = append(items, ast.Item(keyClaimSub, sub))
+	claims := ast.NewObject(items...)
 	if c.Extra != nil {
 		extra, err := ast.InterfaceToValue(c.Extra)
 		if err != nil {
@@ -155,19 +170,20 @@ func tokenValue(c *token.Claims, terms *termSlab) (ast.Value, error) {
 		// A map[string]any is always an object. An Extra entry holds its claim exactly: it wins.
 		extra.(ast.Object).Foreach(claims.Insert)
 	}
-	obj := ast.NewObject(
-		ast.Item(keyKind, terms.str(string(c.Kind))),
-		ast.Item(keySubject, sub),
-		ast.Item(keyClientID, clientID),
-		ast.Item(keyIsApp, ast.BooleanTerm(c.IsApp)),
+	items = make([][2]*ast.Term, 0, 10)
+	items = append(items,
 		ast.Item(keyAudience, aud),
-		ast.Item(keyScopes, ast.ArrayTerm(scopes...)),
-		ast.Item(keyIssuedAt, iat),
-		ast.Item(keyExpiresAt, exp),
 		ast.Item(keyClaims, ast.NewTerm(claims)),
-	)
+		ast.Item(keyClientID, clientID),
+		ast.Item(keyExpiresAt, exp),
+		ast.Item(keyIsApp, ast.BooleanTerm(c.IsApp)),
+		ast.Item(keyIssuedAt, iat),
+		ast.Item(keyKind, terms.str(string(c.Kind))))
 	if c.OrganizationID != "" {
-		obj.Insert(keyOrganizationID, terms.str(c.OrganizationID))
+		items = append(items, ast.Item(keyOrganizationID, terms.str(c.OrganizationID)))
 	}
-	return obj, nil
+	items = append(items,
+		ast.Item(keyScopes, ast.ArrayTerm(scopes...)),
+		ast.Item(keySubject, sub))
+	return ast.NewObject(items...), nil
 }
