@@ -73,7 +73,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return confload.InvalidConfig(fmt.Errorf("mgmtproxy: --log-level: %w", err))
 	}
-	logger := confload.NewLogger(stderr, level)
+	logs := confload.NewBurst(stderr)
+	defer logs.Close()
+	logger := confload.NewLogger(logs, level)
 	p, err := mgmtproxy.New(ctx, settings, logger)
 	if err != nil {
 		return err

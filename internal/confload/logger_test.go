@@ -2,9 +2,14 @@ package confload
 
 import (
 	"bytes"
+	"encoding/json"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/orgauthz/orgauthz/internal/testkit"
 )
 
 func TestParseLevel(t *testing.T) {
@@ -28,5 +33,85 @@ func TestNewLogger(t *testing.T) {
 	log.Warn("shown", "k", "v")
 	if out := buf.String(); strings.Contains(out, "hidden") || !strings.Contains(out, `"msg":"shown","k":"v"`) {
 		t.Errorf("log output = %q, want only the warning, as JSON", out)
+	}
+}
+
+// TestBurst: info lines reach the writer whole, in order and within BurstDelay (not one write
+// each); a warning takes every line before it out at once; Close leaves nothing behind.
+func TestBurst(t *testing.T) {
+	var out testkit.Buffer
+	b := NewBurst(&out)
+	log := NewLogger(b, slog.LevelInfo)
+	log.Info("decision", "n", 1)
+	log.Info("decision", "n", 2)
+	if got := out.String(); got != "" {
+		t.Fatalf("info lines written at once: %q", got)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for strings.Count(out.String(), "\n") < 2 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if got := out.String(); !strings.Contains(got, `"n":1}`+"\n") || strings.Index(got, `"n":1`) > strings.Index(got, `"n":2`) {
+		t.Fatalf("after BurstDelay the writer has %q, want both lines in order", got)
+	}
+
+	log.Info("decision", "n", 3)
+	log.Warn("key file unreadable")
+	if got := out.String(); !strings.Contains(got, `"n":3`) || !strings.HasSuffix(got, `"msg":"key file unreadable"}`+"\n") {
+		t.Fatalf("a warning did not take the lines before it out: %q", got)
+	}
+
+	log.With("component", "opa").Error("failed")
+	if got := out.String(); !strings.HasSuffix(got, `"msg":"failed","component":"opa"}`+"\n") {
+		t.Fatalf("an error of a derived logger was held: %q", got)
+	}
+
+	log.Info("last")
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.String(); !strings.HasSuffix(got, `"msg":"last"}`+"\n") {
+		t.Fatalf("Close left a line behind: %q", got)
+	}
+	log.Info("after close")
+	if got := out.String(); !strings.HasSuffix(got, `"msg":"after close"}`+"\n") {
+		t.Fatalf("a line after Close was held: %q", got)
+	}
+}
+
+// TestBurstManyWriters: lines from many goroutines, more than a burst holds, arrive whole, each
+// once, each goroutine's in its order.
+func TestBurstManyWriters(t *testing.T) {
+	var out testkit.Buffer
+	b := NewBurst(&out)
+	log := NewLogger(b, slog.LevelInfo)
+	const writers, lines = 8, 2000 // ~1 MB: the burst fills many times
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range lines {
+				log.Info("decision", "w", w, "i", i, "pad", strings.Repeat("x", 40))
+			}
+		})
+	}
+	wg.Wait()
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	next := make([]int, writers)
+	for line := range strings.Lines(out.String()) {
+		var rec struct{ W, I int }
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		if rec.I != next[rec.W] {
+			t.Fatalf("writer %d: line %d after %d", rec.W, rec.I, next[rec.W]-1)
+		}
+		next[rec.W]++
+	}
+	for w, n := range next {
+		if n != lines {
+			t.Errorf("writer %d: %d lines arrived, want %d", w, n, lines)
+		}
 	}
 }
