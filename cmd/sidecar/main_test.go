@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/orgauthz/orgauthz/internal/confload"
 	"github.com/orgauthz/orgauthz/internal/fakelogto"
+	"github.com/orgauthz/orgauthz/sidecar"
 )
 
 func noEnv(string) string { return "" }
@@ -151,6 +153,11 @@ func TestHelpListsEveryFlag(t *testing.T) {
 		if !strings.Contains(stderr.String(), name) {
 			t.Errorf("--help does not mention %s", name)
 		}
+	}
+	// The GC setting as --help states it is the one TuneGC applies.
+	gc := fmt.Sprintf("GOGC=%d with a soft limit of %d MiB", sidecar.GCPercent, sidecar.MemoryLimit>>20)
+	if !strings.Contains(strings.Join(strings.Fields(stderr.String()), " "), gc) {
+		t.Errorf("--help does not say %q", gc)
 	}
 }
 

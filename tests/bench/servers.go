@@ -18,7 +18,7 @@ import (
 // are the same sidecar binary: orgauthz-500 with the 500-row route table of testdata/, and,
 // named with -servers only, one each with a change undone, to show that change's gain:
 // orgauthz-rego-routes matches the route in Rego (ORGAUTHZ_BENCH_REGO_ROUTES=1), orgauthz-gogc100
-// runs with Go's default GC setting instead of orgauthzGC, orgauthz-stdlib-ecdsa verifies ES384
+// runs with Go's default GC setting instead of sidecar.TuneGC's, orgauthz-stdlib-ecdsa verifies ES384
 // with crypto/ecdsa instead of the precomputed tables (ORGAUTHZ_BENCH_STDLIB_ECDSA=1). And
 // orgauthz-no-audit runs with --decision-log off: what the audit stream costs.
 var (
@@ -27,11 +27,7 @@ var (
 	defaultServers = serverNames[:5]
 )
 
-// orgauthzGC is the GC setting the sidecar is measured with (see BENCHMARKS.md): the
-// environment the coordinator's --help documents.
-var orgauthzGC = []string{"GOGC=400", "GOMEMLIMIT=128MiB"}
-
-// variantEnv is the environment each orgauthz variant adds to orgauthzGC and -sidecar-env.
+// variantEnv is the environment each orgauthz variant adds to -sidecar-env.
 var variantEnv = map[string][]string{
 	"orgauthz-rego-routes":  {"ORGAUTHZ_BENCH_REGO_ROUTES=1"},
 	"orgauthz-gogc100":      {"GOGC=100", "GOMEMLIMIT=off"},
@@ -209,7 +205,7 @@ func (b *bench) measureServers(ctx context.Context) (*serverResults, error) {
 		progress("starting %s", name)
 		var v variant
 		if isOrgauthz(name) {
-			v.env = append(append(slices.Clone(orgauthzGC), variantEnv[name]...), b.o.sidecarEnv...)
+			v.env = append(slices.Clone(variantEnv[name]), b.o.sidecarEnv...)
 		}
 		s, err := b.start(ctx, name, v)
 		if err != nil {

@@ -1,6 +1,6 @@
 // Command sidecarprof is cmd/sidecar's serve path with a CPU profiler the benchmark switches
 // on and off: SIGUSR1 starts profiling, SIGUSR2 stops it and writes the profile to the file named
-// by BENCH_CPUPROFILE (complete once it has that name: it is written beside it and renamed). Flags and behaviour are otherwise the sidecar's. It is a benchmark
+// by BENCH_CPUPROFILE (complete once it has that name: it is written beside it and renamed). Flags, GC setting and logging are otherwise the sidecar's. It is a benchmark
 // helper, not a product: `make bench -cpuprofile` uses it to show what the warm and cold checks
 // spend their time on.
 package main
@@ -34,6 +34,7 @@ func run(ctx context.Context) error {
 	if out == "" {
 		return errors.New("BENCH_CPUPROFILE is not set")
 	}
+	sidecar.TuneGC(os.Getenv)
 	cfg := sidecar.Default()
 	if _, err := confload.Load(&cfg, confload.Options{Name: "sidecar", Args: os.Args[1:], Getenv: os.Getenv, Output: os.Stderr}); err != nil {
 		return err
@@ -42,7 +43,9 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s, err := sidecar.New(ctx, valid, valid.NewLogger(os.Stderr))
+	logs := confload.NewBurst(os.Stderr)
+	defer logs.Close()
+	s, err := sidecar.New(ctx, valid, valid.NewLogger(logs))
 	if err != nil {
 		return err
 	}
