@@ -1,6 +1,7 @@
 package fakelogto
 
 import (
+	"encoding/base64"
 	"net/http"
 	"net/url"
 	"strings"
@@ -160,4 +161,40 @@ func basic(id, secret string) string {
 	req, _ := http.NewRequest(http.MethodGet, "/", nil)
 	req.SetBasicAuth(id, secret)
 	return strings.TrimPrefix(req.Header.Get("Authorization"), "Basic ")
+}
+
+// The emulator remembers the bearer signatures it verified; what it remembers must not let
+// through a token it did not sign, nor one whose key is gone.
+func TestManagementAPIBearerAfterItsSignatureWasRemembered(t *testing.T) {
+	srv, demo := newDemo(t, Config{})
+	m2m := mgmtToken(t, srv, demo.M2MApp.ID, demo.M2MApp.Secret)
+	for range 2 {
+		if resp, body := api(t, srv, "GET", "/api/organizations", m2m, ""); resp.StatusCode != 200 {
+			t.Fatalf("valid bearer: status %d (%v)", resp.StatusCode, body)
+		}
+	}
+	parts := strings.Split(m2m, ".")
+	sig := []byte(parts[2])
+	sig[10] ^= 'A' ^ 'B' // a different signature, still base64url
+	if sig[10] == parts[2][10] {
+		t.Fatal("signature unchanged")
+	}
+	otherClaims := base64.RawURLEncoding.EncodeToString([]byte(`{"sub":"x","scope":"all"}`))
+	for name, tok := range map[string]string{
+		"signature changed": parts[0] + "." + parts[1] + "." + string(sig),
+		"claims changed":    parts[0] + "." + otherClaims + "." + parts[2],
+		"signature moved":   parts[0] + "." + parts[1] + parts[2][:4] + "." + parts[2][4:],
+	} {
+		resp, body := api(t, srv, "GET", "/api/organizations", tok, "")
+		if resp.StatusCode != 401 {
+			t.Errorf("%s: status %d, want 401 (%v)", name, resp.StatusCode, body)
+		}
+	}
+	if _, err := srv.RotateKey(ES384); err != nil {
+		t.Fatal(err)
+	}
+	srv.DropPreviousKeys()
+	if resp, body := api(t, srv, "GET", "/api/organizations", m2m, ""); resp.StatusCode != 401 {
+		t.Errorf("bearer of a dropped key: status %d, want 401 (%v)", resp.StatusCode, body)
+	}
 }
