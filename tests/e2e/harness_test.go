@@ -332,10 +332,11 @@ func newTap(t *testing.T, target string) *tap {
 		// (golang/go#40747). Seen as a 502 on one item of the 50-item bulk create.
 		const maxBody = 1 << 20
 		body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
-		if len(body) > maxBody {
+		switch {
+		case len(body) > maxBody:
 			t.Errorf("the tap got a request body over %d bytes; raise its limit rather than pass it on cut", maxBody)
-		}
-		if err != nil || len(body) > maxBody {
+			panic(http.ErrAbortHandler)
+		case err != nil:
 			panic(http.ErrAbortHandler)
 		}
 		r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
