@@ -28,6 +28,29 @@ var credentialNames = map[string]bool{
 var credentialParts = []string{"token", "secret", "passw", "auth", "cookie", "session", "credential",
 	"api-key", "api_key", "apikey", "signature", "private"}
 
+// Bounds of the scrubber's memory of credential-name verdicts: names come from requests (header,
+// query and body keys), so an attacker can send new ones; past the bound the memory starts afresh.
+const (
+	maxRememberedNames   = 1024
+	maxRememberedNameLen = 64
+)
+
+// credentialName is isCredentialName, remembered: an input has the same few dozen keys on nearly
+// every record, and the substring tests were a quarter of the writer's CPU.
+func (s *scrubber) credentialName(name string) bool {
+	if cred, ok := s.names[name]; ok {
+		return cred
+	}
+	cred := isCredentialName(name)
+	if len(name) <= maxRememberedNameLen {
+		if s.names == nil || len(s.names) >= maxRememberedNames {
+			s.names = make(map[string]bool, 64)
+		}
+		s.names[strings.Clone(name)] = cred // not a slice of the request's memory
+	}
+	return cred
+}
+
 func isCredentialName(name string) bool {
 	n := strings.ToLower(name)
 	if credentialNames[n] {
@@ -47,8 +70,11 @@ func isCredentialValue(s string) bool {
 	if len(s) < 8 {
 		return false
 	}
-	l := strings.ToLower(s)
-	if strings.Contains(l, "bearer ") || strings.HasPrefix(strings.TrimSpace(l), "basic ") {
+	l := s
+	if !isASCII(s) {
+		l = strings.ToLower(s) // İ (U+0130) lower-cases to i: "Basİc …" counts too
+	}
+	if containsFoldASCII(l, "bearer ") || hasPrefixFoldASCII(strings.TrimSpace(l), "basic ") {
 		return true
 	}
 	if !strings.Contains(s, ".") {
@@ -60,6 +86,43 @@ func isCredentialValue(s string) bool {
 		}
 	}
 	return false
+}
+
+// containsFoldASCII reports whether s contains lower, a lower-case ASCII word, in any ASCII case.
+// On ASCII text it is strings.Contains(strings.ToLower(s), lower) without copying every value
+// that has a capital letter.
+func containsFoldASCII(s, lower string) bool {
+	for i := 0; i+len(lower) <= len(s); i++ {
+		if hasPrefixFoldASCII(s[i:], lower) {
+			return true
+		}
+	}
+	return false
+}
+
+func hasPrefixFoldASCII(s, lower string) bool {
+	if len(s) < len(lower) {
+		return false
+	}
+	for i := 0; i < len(lower); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 func notTokenChar(r rune) bool {
@@ -84,7 +147,8 @@ func looksLikeJOSE(f string) bool {
 // touched in OPA's /input/… form.
 type scrubber struct {
 	erased, masked []string
-	path           []byte // JSON path of the value being written
+	path           []byte          // JSON path of the value being written
+	names          map[string]bool // see credentialName
 
 	// The ast.Object being written: its output so far and state (see value).
 	out       []byte
@@ -232,7 +296,7 @@ func (s *scrubber) member(b []byte, first bool, key string, v any, kind int) ([]
 	switch {
 	case kind == inputObject && key == "token":
 		child = tokenObject
-	case kind == tokenObject && key == "claims", isCredentialName(key):
+	case kind == tokenObject && key == "claims", s.credentialName(key):
 		s.erased = append(s.erased, string(s.path))
 		return b, first
 	}

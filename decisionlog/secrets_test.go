@@ -8,7 +8,9 @@ import (
 	"crypto/sha512"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"strings"
 	"testing"
 
@@ -183,6 +185,8 @@ func TestCredentialValueShapes(t *testing.T) {
 		{"POST /api/organizations/{orgId}/users", false}, {"org:create member:add", false},
 		{"10.0.0.7", false}, {"a.b.c", false}, {"v1.2.3", false}, {"example.com.au", false},
 		{"u1", false}, {"alice@example.com", false},
+		{"bEaReR opaque-token-value", true}, {"  bASIC dXNlcjpwYXNz", true}, {"Basİc dXNlcjpwYXNz", true},
+		{"né: Bearer opaque", true}, {"bearer-opaque-value", false}, {"a basic value", false},
 	} {
 		if got := isCredentialValue(tc.in); got != tc.cred {
 			t.Errorf("isCredentialValue(%.60q) = %v, want %v", tc.in, got, tc.cred)
@@ -240,5 +244,53 @@ func TestForwardedRecordIsItsOwn(t *testing.T) {
 		if !strings.Contains(string(in), `"`+r.DecisionID+"x") || string(res) != `{"id":"`+r.DecisionID+`"}` {
 			t.Errorf("kept record %s now holds input %s, result %s", r.DecisionID, in, res)
 		}
+	}
+}
+
+// The case-folding shortcut finds exactly what lower-casing the whole value found, Unicode included.
+func TestCredentialValueFoldsLikeToLower(t *testing.T) {
+	parts := []string{"bearer ", "BEARER ", "Bearer", "basic ", "BASİC ", "Basic", "ß", "K", "İ", " ", "x", "é", "\xff", "\t"}
+	rng := mrand.New(mrand.NewPCG(1, 2))
+	for range 20000 {
+		var b strings.Builder
+		for range 1 + rng.IntN(5) {
+			b.WriteString(parts[rng.IntN(len(parts))])
+		}
+		s := b.String()
+		l := strings.ToLower(s)
+		want := len(s) >= 8 && (strings.Contains(l, "bearer ") || strings.HasPrefix(strings.TrimSpace(l), "basic "))
+		if got := isCredentialValue(s); got != want {
+			t.Fatalf("isCredentialValue(%q) = %v, lower-casing says %v", s, got, want)
+		}
+	}
+}
+
+// The scrubber's memory of key verdicts agrees with isCredentialName, stays within its bound when a
+// sender invents keys, and still erases credential keys after it started afresh.
+func TestCredentialNameMemoryBounded(t *testing.T) {
+	var s scrubber
+	for i := range 3 * maxRememberedNames {
+		name := fmt.Sprintf("x-junk-%d", i)
+		if s.credentialName(name) {
+			t.Fatalf("%s counted as a credential", name)
+		}
+		if len(s.names) > maxRememberedNames {
+			t.Fatalf("%d names remembered, bound %d", len(s.names), maxRememberedNames)
+		}
+	}
+	long := strings.Repeat("a", maxRememberedNameLen+1)
+	for _, name := range []string{"authorization", "X-Auth-Token", "content-type", "Client_Secret", long, long + "token"} {
+		for range 2 { // the second answer comes from memory
+			if got, want := s.credentialName(name), isCredentialName(name); got != want {
+				t.Errorf("credentialName(%.20q) = %v, want %v", name, got, want)
+			}
+		}
+	}
+	if _, ok := s.names[long]; ok {
+		t.Errorf("a name over %d bytes was remembered", maxRememberedNameLen)
+	}
+	out := string(s.appendJSON(nil, "/input", map[string]any{"headers": map[string]any{"x-api-key": "k1", "accept": "a"}}))
+	if strings.Contains(out, "k1") || !strings.Contains(out, `"accept":"a"`) {
+		t.Errorf("scrubbed = %s", out)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"regexp"
 	"runtime"
 	"sync/atomic"
 	"time"
@@ -364,15 +363,19 @@ func (s *Server) decide(ctx context.Context, raw *rawRequest) (*request, *verdic
 	return req, v
 }
 
-var reasonPattern = regexp.MustCompile(`^[a-z0-9_.:-]{1,64}$`)
-
-// reasonCode keeps a policy's reason when it is a short code, so a body or metric label never
-// carries arbitrary policy text.
+// reasonCode keeps a policy's reason when it is a short code, 1 to 64 of [a-z0-9_.:-], so a body
+// or metric label never carries arbitrary policy text.
 func reasonCode(reason, fallback string) string {
-	if reasonPattern.MatchString(reason) {
-		return reason
+	if len(reason) == 0 || len(reason) > 64 {
+		return fallback
 	}
-	return fallback
+	for i := 0; i < len(reason); i++ {
+		c := reason[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_' || c == '.' || c == ':' || c == '-') {
+			return fallback
+		}
+	}
+	return reason
 }
 
 // record counts the verdict, writes its one log line and submits its audit record. Never a

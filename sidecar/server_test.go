@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -443,6 +444,25 @@ func TestConcurrentChecks(t *testing.T) {
 	for range workers {
 		if err := <-errs; err != nil {
 			t.Error(err)
+		}
+	}
+}
+
+// reasonCode keeps exactly the reasons its documented pattern allows: every byte value at each
+// position, and lengths around the bound.
+func TestReasonCode(t *testing.T) {
+	pattern := regexp.MustCompile(`^[a-z0-9_.:-]{1,64}$`)
+	reasons := []string{"", "a", strings.Repeat("a", 64), strings.Repeat("a", 65), "org_permission", "missing_scope"}
+	for c := range 256 {
+		reasons = append(reasons, string(rune(c)), "x"+string([]byte{byte(c)}), string([]byte{byte(c)})+"y")
+	}
+	for _, r := range reasons {
+		want := "fallback"
+		if pattern.MatchString(r) {
+			want = r
+		}
+		if got := reasonCode(r, "fallback"); got != want {
+			t.Errorf("reasonCode(%q) = %q, want %q", r, got, want)
 		}
 	}
 }
