@@ -115,3 +115,71 @@ func TestBurstManyWriters(t *testing.T) {
 		}
 	}
 }
+
+// gatedWriter's writes wait until release is closed; entered tells when one has begun.
+type gatedWriter struct {
+	entered chan struct{}
+	release chan struct{}
+	mu      sync.Mutex
+	data    []byte
+}
+
+func (w *gatedWriter) Write(p []byte) (int, error) {
+	select {
+	case w.entered <- struct{}{}:
+	default:
+	}
+	<-w.release
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.data = append(w.data, p...)
+	return len(p), nil
+}
+
+// TestBurstSlowWriter: while a burst is being written to a writer that does not return (a full
+// pipe, a disk under writeback), lines still go into the next burst without waiting; only a full
+// burst waits for the writer; nothing is lost or reordered.
+func TestBurstSlowWriter(t *testing.T) {
+	w := &gatedWriter{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	b := NewBurst(w)
+	b.Write([]byte("1\n"))
+	flushed := make(chan error, 1)
+	go func() { flushed <- b.Flush() }()
+	<-w.entered // the first burst is in w.Write, which does not return yet
+
+	wrote := make(chan struct{})
+	big := strings.Repeat("x", burstMax-3) + "\n"
+	go func() {
+		b.Write([]byte("2\n"))
+		b.Write([]byte(big)) // the burst is now exactly full
+		close(wrote)
+	}()
+	select {
+	case <-wrote:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Write waited for a slow writer while the burst had room")
+	}
+
+	waited := make(chan struct{})
+	go func() {
+		b.Write([]byte("3\n"))
+		close(waited)
+	}()
+	select {
+	case <-waited:
+		t.Fatal("a line past a full burst did not wait for the writer")
+	case <-time.After(50 * time.Millisecond):
+	}
+
+	close(w.release)
+	<-waited
+	if err := <-flushed; err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := string(w.data), "1\n2\n"+big+"3\n"; got != want {
+		t.Fatalf("the writer got %d bytes, want %d in order", len(got), len(want))
+	}
+}
