@@ -111,11 +111,10 @@ func (b *Burst) flush(closing bool) error {
 	out := b.buf
 	b.buf, b.spare = b.spare[:0], nil
 	b.mu.Unlock()
-	if len(out) == 0 {
-		b.keep(out)
-		return nil
+	var err error
+	if len(out) > 0 {
+		_, err = b.w.Write(out)
 	}
-	_, err := b.w.Write(out)
 	b.keep(out)
 	return err
 }
