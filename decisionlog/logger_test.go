@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -384,6 +385,49 @@ func TestFileSinkAppendAndRotate(t *testing.T) {
 		if m["decision_id"] == nil {
 			t.Errorf("reopened file holds a line without decision_id: %v", m)
 		}
+	}
+}
+
+// A stream that keeps the queue full does not keep the writer from its other events: a renamed
+// file is still reopened, and every record is either written or counted as dropped.
+func TestRotateUnderFullQueue(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	l, err := Open(path, Options{QueueSize: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	in := sidecarInput(t, map[string]any{"content-type": "application/json"}, nil) // read, never changed
+	var submitted atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			l.Submit(&Record{DecisionID: NewID(), Path: "orgauthz/decision", Input: in, Status: 403, Reason: "missing_scope"})
+			submitted.Add(1)
+		}
+	})
+	waitFor(t, "the first records", func() bool { return countLines(path) > 0 })
+	rotated := path + ".1"
+	if err := os.Rename(path, rotated); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a reopen after rename while the queue is full", func() bool { return countLines(path) > 0 })
+	close(stop)
+	wg.Wait()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if l.Dropped() == 0 {
+		t.Error("the queue never filled: the test did not test a full queue")
+	}
+	if got, want := int64(countLines(path)+countLines(rotated))+int64(l.Dropped()), submitted.Load(); got != want {
+		t.Errorf("written %d + dropped %d = %d, submitted %d", countLines(path)+countLines(rotated), l.Dropped(), got, want)
 	}
 }
 
