@@ -3,26 +3,13 @@ package decisionlog
 import (
 	"encoding/json"
 	"io"
-	"syscall"
 	"testing"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
-	"time"
+
+	"github.com/orgauthz/orgauthz/internal/testkit"
 )
-
-// cpuTime is the process's user and system CPU time so far. The benchmarks report CPU per op beside
-// ns/op because on a shared, loaded machine wall time mostly measures waiting for a core.
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func reportCPU(b *testing.B, start time.Duration) {
-	b.ReportMetric(float64(cpuTime(b)-start)/float64(b.N), "cpu-ns/op")
-}
 
 // BenchmarkSubmit is the cost a decision pays for its audit record: a fresh id, a Record filled from
 // values the sidecar already holds (its input, the decision) and Submit. A receiver that does nothing
@@ -40,7 +27,7 @@ func BenchmarkSubmit(b *testing.B) {
 	defer close(l.queue)
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu := cpuTime(b)
+	cpu := testkit.ProcessCPU(b)
 	for range b.N {
 		l.Submit(&Record{
 			DecisionID: NewID(), Timestamp: time.Now(), Path: "orgauthz/decision", Input: in,
@@ -51,7 +38,7 @@ func BenchmarkSubmit(b *testing.B) {
 			Metrics: &Metrics{Check: 250000, PolicyEval: 90000},
 		})
 	}
-	reportCPU(b, cpu)
+	testkit.ReportCPU(b, cpu, b.N)
 	b.ReportMetric(float64(l.Dropped())/float64(b.N), "dropped/op")
 }
 
@@ -62,7 +49,7 @@ func BenchmarkWrite(b *testing.B) {
 	defer l.Close()
 	in := sidecarInput(b, map[string]any{"content-type": "application/json"}, map[string]any{"userIds": []any{"u2"}})
 	b.ReportAllocs()
-	cpu := cpuTime(b)
+	cpu := testkit.ProcessCPU(b)
 	n := 0
 	for b.Loop() {
 		n++
@@ -76,18 +63,18 @@ func BenchmarkWrite(b *testing.B) {
 			b.Fatal("encode failed")
 		}
 	}
-	b.ReportMetric(float64(cpuTime(b)-cpu)/float64(n), "cpu-ns/op")
+	testkit.ReportCPU(b, cpu, n)
 }
 
 // BenchmarkJSONBaseline calibrates the machine: encoding/json on a record already in plain form.
 func BenchmarkJSONBaseline(b *testing.B) {
 	in, _ := ast.JSON(sidecarInput(b, map[string]any{"content-type": "application/json"}, map[string]any{"userIds": []any{"u2"}}))
 	r := &Record{DecisionID: NewID(), Input: in, Token: &Token{Kind: "organization", Subject: "u1"}}
-	cpu := cpuTime(b)
+	cpu := testkit.ProcessCPU(b)
 	n := 0
 	for b.Loop() {
 		n++
 		json.Marshal(r)
 	}
-	b.ReportMetric(float64(cpuTime(b)-cpu)/float64(n), "cpu-ns/op")
+	testkit.ReportCPU(b, cpu, n)
 }
