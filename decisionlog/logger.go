@@ -272,9 +272,9 @@ func (l *Logger) Close() error {
 }
 
 // run is the writer goroutine. The first record after a pause wakes it; then it works in batches,
-// sleeping batchDelay between them while Submit only queues. Waking the writer for every record cost
-// a thread wake-up per decision whenever another P was idle. Each batch is handed to the sink at
-// once, so a record reaches it within about batchDelay of its decision.
+// batchDelay apart, while Submit only queues: the writer does not wait on the queue then. Waking it
+// for every record cost a thread wake-up per decision whenever another P was idle. Each batch is
+// handed to the sink at once, so a record reaches it about batchDelay after its decision.
 func (l *Logger) run() {
 	defer close(l.done)
 	var tick <-chan time.Time
@@ -283,30 +283,27 @@ func (l *Logger) run() {
 		defer t.Stop()
 		tick = t.C
 	}
-	busy := false
+	timer := time.NewTimer(batchDelay)
+	timer.Stop()
+	defer timer.Stop()
+	var batch <-chan time.Time // the next batch is due; nil while idle
 	for {
-		if busy {
-			time.Sleep(batchDelay)
-			busy = l.writeQueued()
-			l.flush()
-			select { // between batches, the other events without waiting for them
-			case <-l.hup:
-				l.reopen("SIGHUP")
-			case <-tick:
-				if l.rotated() {
-					l.reopen("rotated")
-				}
-			case <-l.stop:
-				l.finish()
-				return
-			default:
-			}
-			continue
+		var queue <-chan *Record // nil between batches
+		if batch == nil {
+			queue = l.queue
 		}
 		select {
-		case r := <-l.queue:
+		case r := <-queue:
 			l.write(r)
-			busy = true
+			timer.Reset(batchDelay)
+			batch = timer.C
+		case <-batch:
+			if l.writeQueued() {
+				timer.Reset(batchDelay)
+			} else {
+				batch = nil
+			}
+			l.flush()
 		case <-l.hup:
 			l.reopen("SIGHUP")
 		case <-tick:
@@ -314,7 +311,12 @@ func (l *Logger) run() {
 				l.reopen("rotated")
 			}
 		case <-l.stop:
-			l.finish()
+			for l.writeQueued() { // Close has stopped new records
+			}
+			l.flush()
+			if l.file != nil {
+				l.err = l.file.Close()
+			}
 			return
 		}
 	}
@@ -328,16 +330,6 @@ func (l *Logger) writeQueued() bool {
 		l.write(<-l.queue)
 	}
 	return n > 0
-}
-
-// finish writes what is queued, flushes and closes a file sink: Close has stopped new records.
-func (l *Logger) finish() {
-	for l.writeQueued() {
-	}
-	l.flush()
-	if l.file != nil {
-		l.err = l.file.Close()
-	}
 }
 
 // write prepares r and appends its line to the buffer.
