@@ -51,6 +51,7 @@ type options struct {
 	noPin              bool
 	cpuprofile         string
 	sidecarEnv         []string
+	mgmtproxyEnv       []string
 }
 
 func parseOptions(args []string, stderr io.Writer) (options, error) {
@@ -72,13 +73,8 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.Float64Var(&o.mgmtRate, "mgmt-rate", 200, "requests per second of the mgmtproxy latency runs")
 	fs.IntVar(&o.mgmtConcurrency, "mgmt-concurrency", 64, "requests in flight in the mgmtproxy M2M token run")
 	fs.BoolVar(&o.quick, "quick", false, "smoke run: 1 s runs, one repeat, 5000 cold tokens")
-	fs.Func("sidecar-env", "`NAME=VALUE` added to the sidecar's environment (repeatable), e.g. GODEBUG=adaptivestackstart=1 to try a runtime setting", func(v string) error {
-		if name, _, ok := strings.Cut(v, "="); !ok || name == "" {
-			return fmt.Errorf("want NAME=VALUE, got %q", v)
-		}
-		o.sidecarEnv = append(o.sidecarEnv, v)
-		return nil
-	})
+	fs.Func("sidecar-env", "`NAME=VALUE` added to the sidecar's environment (repeatable), e.g. GODEBUG=adaptivestackstart=1 to try a runtime setting", envFlag(&o.sidecarEnv))
+	fs.Func("mgmtproxy-env", "`NAME=VALUE` added to mgmtproxy's environment (repeatable), e.g. GOGC=400", envFlag(&o.mgmtproxyEnv))
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "also profile the sidecar's CPU in a warm and a cold run: writes `PREFIX`-warm.pprof and PREFIX-cold.pprof and prints their top entries on stderr")
 	fs.BoolVar(&o.noPin, "no-pin", false, "do not pin servers and generator to cores")
 	if err := fs.Parse(args); err != nil {
@@ -99,6 +95,17 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		errs = append(errs, errors.New("durations, counts and rates must be positive"))
 	}
 	return o, errors.Join(errs...)
+}
+
+// envFlag appends each NAME=VALUE it is given to env.
+func envFlag(env *[]string) func(string) error {
+	return func(v string) error {
+		if name, _, ok := strings.Cut(v, "="); !ok || name == "" {
+			return fmt.Errorf("want NAME=VALUE, got %q", v)
+		}
+		*env = append(*env, v)
+		return nil
+	}
 }
 
 func main() {

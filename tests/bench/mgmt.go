@@ -50,7 +50,7 @@ func (b *bench) measureMgmt(ctx context.Context) (*mgmtResult, error) {
 	progress("starting mgmtproxy")
 	p, err := startProc("mgmtproxy", b.dir, b.bins["mgmtproxy"], b.cores,
 		[]string{"--listen-addr", addr, "--logto-endpoint", lg.URL(), "--m2m-app-id", app, "--decision-public-key", b.pubKey},
-		[]string{"ORGAUTHZ_M2M_APP_SECRET=" + mgmtSecret})
+		append([]string{"ORGAUTHZ_M2M_APP_SECRET=" + mgmtSecret}, b.o.mgmtproxyEnv...))
 	if err != nil {
 		return nil, err
 	}
