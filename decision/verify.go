@@ -1,14 +1,12 @@
 package decision
 
 import (
-	"bytes"
 	"container/heap"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
 	"sync"
@@ -328,43 +326,4 @@ func decodeClaims(data []byte) (*Claims, error) {
 		return nil, errors.New("empty jti")
 	}
 	return &c, nil
-}
-
-// walkObject calls fn for each member of the JSON object data, whose values must all be scalars. It
-// rejects duplicate keys (which encoding/json would silently merge), nested values and trailing data.
-func walkObject(data []byte, fn func(key string, val json.Token) error) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return errors.New("not a JSON object")
-	}
-	seen := make(map[string]struct{}, 10)
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return errors.New("invalid JSON")
-		}
-		key := t.(string) // inside an object, the decoder yields only string keys
-		if _, dup := seen[key]; dup {
-			return fmt.Errorf("duplicate member %q", key)
-		}
-		seen[key] = struct{}{}
-		val, err := dec.Token()
-		if err != nil {
-			return errors.New("invalid JSON")
-		}
-		if _, nested := val.(json.Delim); nested {
-			return fmt.Errorf("member %q is not a scalar", key)
-		}
-		if err := fn(key, val); err != nil {
-			return err
-		}
-	}
-	if t, err := dec.Token(); err != nil || t != json.Delim('}') {
-		return errors.New("invalid JSON")
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("trailing data after the object")
-	}
-	return nil
 }
