@@ -126,7 +126,7 @@ func New(ctx context.Context, s *Settings, logger *slog.Logger) (*Proxy, error) 
 			ModifyResponse: p.modifyResponse(op),
 			ErrorHandler:   p.proxyError,
 			ErrorLog:       errLog,
-			//BufferPool:     &copyBuffers,
+			BufferPool:     &copyBuffers,
 		}
 	}
 
