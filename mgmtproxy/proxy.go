@@ -126,7 +126,7 @@ func New(ctx context.Context, s *Settings, logger *slog.Logger) (*Proxy, error) 
 			ModifyResponse: p.modifyResponse(op),
 			ErrorHandler:   p.proxyError,
 			ErrorLog:       errLog,
-			BufferPool:     &copyBuffers,
+			BufferPool:     copyBuffers,
 		}
 	}
 
@@ -251,18 +251,27 @@ func listen(addr string) (net.Listener, error) {
 
 // copyBuffers lends the reverse proxies the 32 KiB buffer each copies an answer through. Without it
 // every forwarded request allocated one: two thirds of mgmtproxy's allocation, and so of its GC work.
-var copyBuffers bufferPool
+// It keeps at most 64 idle buffers (2 MiB); a channel rather than a sync.Pool, whose Put of a slice
+// would itself allocate.
+var copyBuffers = make(bufferPool, 64)
 
-type bufferPool struct{ pool sync.Pool }
+type bufferPool chan []byte
 
-func (b *bufferPool) Get() []byte {
-	if buf, ok := b.pool.Get().([]byte); ok {
+func (b bufferPool) Get() []byte {
+	select {
+	case buf := <-b:
 		return buf
+	default:
+		return make([]byte, 32<<10)
 	}
-	return make([]byte, 32<<10)
 }
 
-func (b *bufferPool) Put(buf []byte) { b.pool.Put(buf) } //nolint:staticcheck // a slice header per Put, not 32 KiB per request
+func (b bufferPool) Put(buf []byte) {
+	select {
+	case b <- buf:
+	default: // enough idle buffers: let this one go
+	}
+}
 
 // ServeHTTP serves the health endpoints and otherwise one operation, after checking its decision.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
