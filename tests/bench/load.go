@@ -151,7 +151,8 @@ func (o outcome) pct(p float64) time.Duration {
 	return o.lat[max(0, min(i, len(o.lat)-1))]
 }
 
-type worker struct {
+// tally is what one worker saw of one fire's calls.
+type tally struct {
 	lat       []time.Duration
 	failures  int
 	firstFail string
@@ -163,18 +164,18 @@ type worker struct {
 // nothing), or false when there is nothing left to send.
 type fire func(ctx context.Context, w int) (problem string, more bool)
 
-func (w *worker) do(ctx context.Context, f fire, i int, since time.Time) bool {
-	msg, more := f(ctx, i)
+func (t *tally) do(ctx context.Context, f fire, w int, since time.Time) bool {
+	msg, more := f(ctx, w)
 	if !more {
-		w.exhausted = true
+		t.exhausted = true
 		return false
 	}
-	w.lat = append(w.lat, time.Since(since))
+	t.lat = append(t.lat, time.Since(since))
 	if msg != "" {
-		if w.failures == 0 {
-			w.firstFail = msg
+		if t.failures == 0 {
+			t.firstFail = msg
 		}
-		w.failures++
+		t.failures++
 	}
 	return true
 }
@@ -196,42 +197,57 @@ func (t *target) checks(src source) fire {
 
 // run drives f with l, measuring the CPU time of process pid over the run.
 func run(ctx context.Context, pid int, l load, f fire) (outcome, error) {
+	o, err := runTogether(ctx, pid, l, f)
+	return o[0], err
+}
+
+// runTogether drives the fires in turn in one run (call i goes to fires[i%len(fires)]; l.rate
+// is their sum) and returns an outcome for each, so that paths compared with each other see
+// the same host at the same moments. The server's CPU time over the run is in every outcome:
+// it belongs to the fire whose calls the server serves.
+func runTogether(ctx context.Context, pid int, l load, fires ...fire) ([]outcome, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.duration+time.Minute)
 	defer cancel()
-	workers := make([]worker, l.workers)
-	expect := int(min(l.duration.Seconds()*max(l.rate, 2000), 200_000)) / l.workers
-	for i := range workers {
-		workers[i].lat = make([]time.Duration, 0, expect)
+	tallies := make([][]tally, l.workers)
+	expect := int(min(l.duration.Seconds()*max(l.rate, 2000), 200_000)) / l.workers / len(fires)
+	for i := range tallies {
+		tallies[i] = make([]tally, len(fires))
+		for f := range fires {
+			tallies[i][f].lat = make([]time.Duration, 0, expect)
+		}
 	}
 	cpu0, err := cpuTime(pid)
 	if err != nil {
-		return outcome{}, err
+		return nil, err
 	}
 	core0, core0Err := coreTime(serverCore)
 	start := time.Now()
 	deadline := start.Add(l.duration)
 	var wg sync.WaitGroup
 	if l.rate <= 0 {
-		for i := range workers {
-			w := &workers[i]
+		for i := range tallies {
 			wg.Go(func() {
-				for time.Now().Before(deadline) && ctx.Err() == nil && w.do(ctx, f, i, time.Now()) {
+				for k := i; time.Now().Before(deadline) && ctx.Err() == nil; k++ {
+					f := k % len(fires)
+					if !tallies[i][f].do(ctx, fires[f], i, time.Now()) {
+						return
+					}
 				}
 			})
 		}
 	} else {
-		due := make(chan time.Time, 4096)
+		due := make(chan dueCall, 4096)
 		go pace(ctx, due, start, l.rate, int(l.rate*l.duration.Seconds()))
 		late := deadline.Add(overGrace)
-		for i := range workers {
-			w := &workers[i]
+		for i := range tallies {
 			wg.Go(func() {
-				for at := range due {
+				for c := range due {
+					t := &tallies[i][c.seq%len(fires)]
 					if time.Now().After(late) {
-						w.unsent++
+						t.unsent++
 						continue
 					}
-					if !w.do(ctx, f, i, at) {
+					if !t.do(ctx, fires[c.seq%len(fires)], i, c.at) {
 						return
 					}
 				}
@@ -242,31 +258,43 @@ func run(ctx context.Context, pid int, l load, f fire) (outcome, error) {
 	elapsed := time.Since(start)
 	cpu1, err := cpuTime(pid)
 	if err != nil {
-		return outcome{}, err
+		return nil, err
 	}
-	o := outcome{elapsed: elapsed, cpu: cpu1 - cpu0, others: -1}
+	others := time.Duration(-1)
 	if core1, err := coreTime(serverCore); err == nil && core0Err == nil {
-		o.others = max(0, (core1-core0)-o.cpu)
+		others = max(0, (core1-core0)-(cpu1-cpu0))
 	}
-	for _, w := range workers {
-		o.lat = append(o.lat, w.lat...)
-		if w.failures > 0 && o.failures == 0 {
-			o.firstFail = w.firstFail
+	outcomes := make([]outcome, len(fires))
+	for f := range outcomes {
+		o := outcome{elapsed: elapsed, cpu: cpu1 - cpu0, others: others}
+		for _, ts := range tallies {
+			t := ts[f]
+			o.lat = append(o.lat, t.lat...)
+			if t.failures > 0 && o.failures == 0 {
+				o.firstFail = t.firstFail
+			}
+			o.failures += t.failures
+			o.exhausted = o.exhausted || t.exhausted
+			o.unsent += t.unsent
 		}
-		o.failures += w.failures
-		o.exhausted = o.exhausted || w.exhausted
-		o.unsent += w.unsent
+		o.n = len(o.lat)
+		slices.Sort(o.lat)
+		outcomes[f] = o
 	}
-	o.n = len(o.lat)
-	slices.Sort(o.lat)
 	if ctx.Err() != nil {
-		return o, errors.New("the run did not finish in time")
+		return outcomes, errors.New("the run did not finish in time")
 	}
-	return o, nil
+	return outcomes, nil
+}
+
+// dueCall is the seq-th call of a fixed-rate run, due at at.
+type dueCall struct {
+	at  time.Time
+	seq int
 }
 
 // pace sends n due times at rate per second from start, catching up when it falls behind.
-func pace(ctx context.Context, due chan<- time.Time, start time.Time, rate float64, n int) {
+func pace(ctx context.Context, due chan<- dueCall, start time.Time, rate float64, n int) {
 	defer close(due)
 	interval := time.Duration(float64(time.Second) / rate)
 	timer := time.NewTimer(0)
@@ -282,7 +310,7 @@ func pace(ctx context.Context, due chan<- time.Time, start time.Time, rate float
 			}
 		}
 		select {
-		case due <- at:
+		case due <- dueCall{at, i}:
 		case <-ctx.Done():
 			return
 		}

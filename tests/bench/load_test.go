@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net"
+	"os"
 	"testing"
 	"time"
 
@@ -128,5 +129,43 @@ func TestRawCodec(t *testing.T) {
 	}
 	if _, more := f(ctx, 0); more {
 		t.Errorf("fire on a used-up pool: more = true, want false")
+	}
+}
+
+// TestRunTogether shows that calls run together alternate between the fires and that each
+// call's latency and failure is counted against its own fire, at a fixed rate and in a
+// closed loop.
+func TestRunTogether(t *testing.T) {
+	fast := func(context.Context, int) (string, bool) { return "", true }
+	slow := func(ctx context.Context, _ int) (string, bool) {
+		time.Sleep(5 * time.Millisecond)
+		return "wrong", true
+	}
+	for _, l := range []load{
+		{duration: 500 * time.Millisecond, rate: 400, workers: 16},
+		{duration: 200 * time.Millisecond, workers: 4},
+	} {
+		o, err := runTogether(context.Background(), os.Getpid(), l, fast, slow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(o) != 2 {
+			t.Fatalf("%+v: %d outcomes, want 2", l, len(o))
+		}
+		if o[1].n == 0 || max(o[0].n-o[1].n, o[1].n-o[0].n) > l.workers {
+			t.Errorf("%+v: %d fast and %d slow calls, want them alternating", l, o[0].n, o[1].n)
+		}
+		if l.rate > 0 && (o[0].n != 100 || o[1].n != 100) {
+			t.Errorf("%+v: %d fast and %d slow calls, want 100 each (400/s for 0.5 s)", l, o[0].n, o[1].n)
+		}
+		if o[0].failures != 0 || o[1].failures != o[1].n || o[1].firstFail != "wrong" {
+			t.Errorf("%+v: failures %d (fast), %d of %d %q (slow), want 0 and all", l, o[0].failures, o[1].failures, o[1].n, o[1].firstFail)
+		}
+		if p := o[1].pct(1); p < 5*time.Millisecond {
+			t.Errorf("%+v: slow fire's fastest call %v, want ≥ 5ms", l, p)
+		}
+		if p := o[0].pct(50); p >= 5*time.Millisecond {
+			t.Errorf("%+v: fast fire's median %v, want < 5ms", l, p)
+		}
 	}
 }

@@ -19,6 +19,7 @@ const (
 	targetP95VsNull      = 1.5
 	target500VsDefault   = 1.2 // warm: CPU per check with 500 routes at most this × the default table's
 	targetCachedRSS      = 150 << 20
+	targetMgmtAddedP99   = 1.0 // ms mgmtproxy may add to the p99 at -mgmt-rate
 	baseline             = "opa-envoy"
 )
 
@@ -30,6 +31,10 @@ func statOf(samples []sample, f func(sample) float64) stat {
 	for i, s := range samples {
 		v[i] = f(s)
 	}
+	return statOfValues(v)
+}
+
+func statOfValues(v []float64) stat {
 	slices.Sort(v)
 	if len(v) == 0 {
 		return stat{}
@@ -127,9 +132,8 @@ func report(w io.Writer, b *bench, res *serverResults, mg *mgmtResult) {
 		fmt.Fprintf(w, "| %s | through mgmtproxy | %s | %s | %.2f | %.2f | %.2f | %s | %s |\n", scn,
 			statOf(mg.proxied, rate).spread("%.0f"), statOf(mg.proxied, cpuUS).spread("%.0f"),
 			statOf(mg.proxied, p50).med, statOf(mg.proxied, p95).med, statOf(mg.proxied, p99).med, mb(mg.peakRSS), othersOf(mg.proxied))
-		fmt.Fprintf(w, "| %s | added by mgmtproxy | | | %+.2f | %+.2f | %+.2f | | |\n", scn,
-			statOf(mg.proxied, p50).med-statOf(mg.direct, p50).med, statOf(mg.proxied, p95).med-statOf(mg.direct, p95).med,
-			statOf(mg.proxied, p99).med-statOf(mg.direct, p99).med)
+		fmt.Fprintf(w, "| %s | added by mgmtproxy (each repeat's difference) | | | %s | %s | %s | | |\n", scn,
+			statOfValues(mg.added(p50)).spread("%+.2f"), statOfValues(mg.added(p95)).spread("%+.2f"), statOfValues(mg.added(p99)).spread("%+.2f"))
 		s := mg.saturation
 		fmt.Fprintf(w, "| mgmtproxy, %d in flight | through mgmtproxy: %d M2M token requests in its life | %.0f | %.0f | %.2f | %.2f | %.2f | %s | %s |\n",
 			b.o.mgmtConcurrency, mg.tokenRequests, s.rate, cpuUS(s), p50(s), p95(s), p99(s), mb(mg.peakRSS), othersOf([]sample{s}))
@@ -139,19 +143,38 @@ func report(w io.Writer, b *bench, res *serverResults, mg *mgmtResult) {
 }
 
 func targets(w io.Writer, b *bench, res *serverResults, mg *mgmtResult) {
-	med := func(sc, srv string, f func(sample) float64) float64 { return statOf(res.samples[sc][srv], f).med }
-	verdict := func(ok bool) string {
-		if ok {
-			return "met"
-		}
-		return "MISSED"
-	}
 	fmt.Fprintln(w, "Targets:")
-	has := func(s string) bool { return slices.Contains(b.o.servers, s) }
-	if !has("orgauthz") {
+	if slices.Contains(b.o.servers, "orgauthz") {
+		serverTargets(w, b, res)
+	} else {
 		fmt.Fprintln(w, "- orgauthz not measured")
-		return
 	}
+	if mg != nil {
+		added := mg.added(p99)
+		within := 0
+		for _, a := range added {
+			if a <= targetMgmtAddedP99 {
+				within++
+			}
+		}
+		a := statOfValues(added)
+		fmt.Fprintf(w, "- mgmtproxy @%g/s adds ≤ %.0f ms to the p99: %+.2f ms (median of the repeats, %d of %d within), %s\n",
+			mg.rate, targetMgmtAddedP99, a.med, within, len(added), verdict(a.med <= targetMgmtAddedP99))
+		fmt.Fprintf(w, "- mgmtproxy: one M2M token request per token lifetime (1 h): %d, %s\n", mg.tokenRequests, verdict(mg.tokenRequests == 1))
+	}
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "MISSED"
+}
+
+// serverTargets reports the targets of the sidecar's runs; orgauthz was measured.
+func serverTargets(w io.Writer, b *bench, res *serverResults) {
+	med := func(sc, srv string, f func(sample) float64) float64 { return statOf(res.samples[sc][srv], f).med }
+	has := func(s string) bool { return slices.Contains(b.o.servers, s) }
 	rated := fmt.Sprintf("warm @%g/s", b.o.rate)
 	if has("null") {
 		r := med("warm", "orgauthz", cpuUS) / med("warm", "null", cpuUS)
@@ -180,9 +203,6 @@ func targets(w io.Writer, b *bench, res *serverResults, mg *mgmtResult) {
 		}
 		fmt.Fprintf(w, "- RSS ≤ %d MB with 100 000 cached tokens: %s MB after %d distinct tokens (%s), %s\n",
 			targetCachedRSS>>20, mb(res.cachedRSS), res.cachedTokens, note, verdict(res.cachedRSS <= targetCachedRSS))
-	}
-	if mg != nil {
-		fmt.Fprintf(w, "- mgmtproxy: one M2M token request per token lifetime (1 h): %d, %s\n", mg.tokenRequests, verdict(mg.tokenRequests == 1))
 	}
 }
 
