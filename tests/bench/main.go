@@ -51,6 +51,7 @@ type options struct {
 	quick              bool
 	noPin              bool
 	cpuprofile         string
+	trace              string
 	sidecarEnv         []string
 	mgmtproxyEnv       []string
 }
@@ -77,6 +78,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.Func("sidecar-env", "`NAME=VALUE` added to the sidecar's environment (repeatable), e.g. GODEBUG=adaptivestackstart=1 to try a runtime setting", envFlag(&o.sidecarEnv))
 	fs.Func("mgmtproxy-env", "`NAME=VALUE` added to mgmtproxy's environment (repeatable), e.g. GOGC=400", envFlag(&o.mgmtproxyEnv))
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "also profile the sidecar's CPU in a warm and a cold run: writes `PREFIX`-warm.pprof and PREFIX-cold.pprof and prints their top entries on stderr")
+	fs.StringVar(&o.trace, "trace", "", "also trace the sidecar (runtime/trace) in a warm run at -rate, after untraced warm and cold runs: writes `PREFIX`-warm-rate.trace, for go tool trace")
 	fs.BoolVar(&o.noPin, "no-pin", false, "do not pin servers and generator to cores")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -191,6 +193,11 @@ func benchmark(ctx context.Context, o options, stdout io.Writer) error {
 			return err
 		}
 	}
+	if o.trace != "" {
+		if err := b.traceSidecar(ctx); err != nil {
+			return err
+		}
+	}
 	var mg *mgmtResult
 	if o.mgmt {
 		if mg, err = b.measureMgmt(ctx); err != nil {
@@ -208,7 +215,7 @@ func (b *bench) build(ctx context.Context) error {
 	if b.o.mgmt {
 		pkgs["mgmtproxy"] = "./cmd/mgmtproxy"
 	}
-	if b.o.cpuprofile != "" {
+	if b.o.cpuprofile != "" || b.o.trace != "" {
 		pkgs["sidecarprof"] = "./tests/bench/sidecarprof"
 	}
 	root, err := moduleRoot(ctx)

@@ -22,39 +22,11 @@ func (b *bench) profileSidecar(ctx context.Context) error {
 	}
 	defer s.stop()
 	for _, sc := range b.scenarios()[:2] {
-		warm := &cycle{checks: b.warm}
-		o, err := run(ctx, s.t.pid, load{duration: b.o.warmup, workers: b.o.concurrency}, s.t.checks(warm))
-		if err == nil {
-			err = o.problem(s.t, true)
-		}
-		if err != nil {
-			return fmt.Errorf("profiling warm-up: %w", err)
-		}
-		os.Remove(tmp)
-		if err := s.proc.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
-			return err
-		}
 		progress("profiling: %s for %s", sc.name, b.o.duration)
-		var src source = warm
-		if sc.cold {
-			src = s.cold
-		}
-		o, err = run(ctx, s.t.pid, load{duration: b.o.duration, workers: b.o.concurrency}, s.t.checks(src))
-		if err == nil {
-			err = o.problem(s.t, true)
-		}
+		out := fmt.Sprintf("%s-%s.pprof", b.o.cpuprofile, sc.name)
+		o, err := b.capture(ctx, s, sc, tmp, out)
 		if err != nil {
 			return fmt.Errorf("profiling %s: %w", sc.name, err)
-		}
-		if err := s.proc.cmd.Process.Signal(syscall.SIGUSR2); err != nil {
-			return err
-		}
-		if err := waitFile(ctx, tmp, 30*time.Second); err != nil {
-			return fmt.Errorf("profiling %s: %w", sc.name, err)
-		}
-		out := fmt.Sprintf("%s-%s.pprof", b.o.cpuprofile, sc.name)
-		if err := copyFile(tmp, out); err != nil {
-			return err
 		}
 		progress("profiling: %s profile in %s, %.0f checks/s under the profiler; top entries:", sc.name, out, o.rate())
 		top := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-nodecount=30", b.bins["sidecarprof"], out)
@@ -64,6 +36,56 @@ func (b *bench) profileSidecar(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// traceSidecar runs the tracing build of the sidecar through the warm and cold runs, untraced,
+// so that its token cache holds what it holds in the warm run at a fixed rate of the table; then
+// through that run, traced. The trace shows what a slow check waited for: the GC's mark phases,
+// its workers' turns on the one P, the scheduler.
+func (b *bench) traceSidecar(ctx context.Context) error {
+	tmp := filepath.Join(b.dir, "exec.trace")
+	progress("tracing: starting the sidecar built with a tracer")
+	s, err := b.start(ctx, "orgauthz", variant{bin: b.bins["sidecarprof"], env: append([]string{"BENCH_TRACE=" + tmp}, b.o.sidecarEnv...)})
+	if err != nil {
+		return err
+	}
+	defer s.stop()
+	scs := b.scenarios()
+	for _, sc := range scs[:2] {
+		progress("tracing: %s for %s, untraced", sc.name, b.o.duration)
+		if _, err := b.runOnce(ctx, s, sc, nil); err != nil {
+			return fmt.Errorf("tracing: %s: %w", sc.name, err)
+		}
+	}
+	sc := scs[2]
+	progress("tracing: %s for %s", sc.name, b.o.duration)
+	out := b.o.trace + "-warm-rate.trace"
+	o, err := b.capture(ctx, s, sc, tmp, out)
+	if err != nil {
+		return fmt.Errorf("tracing %s: %w", sc.name, err)
+	}
+	progress("tracing: %s traced in %s: p50 %.2f ms, p95 %.2f, p99 %.2f, slowest %.2f (the tracer adds to them); read it with go tool trace %s",
+		sc.name, out, ms(o.pct(50)), ms(o.pct(95)), ms(o.pct(99)), ms(o.pct(100)), out)
+	return nil
+}
+
+func ms(d time.Duration) float64 { return float64(d) / 1e6 }
+
+// capture runs sc on s as runOnce does with sidecarprof's profiler or tracer on over the timed
+// run, and copies what it wrote (tmp) to out.
+func (b *bench) capture(ctx context.Context, s *server, sc scenario, tmp, out string) (outcome, error) {
+	os.Remove(tmp)
+	o, err := b.runOnce(ctx, s, sc, func() error { return s.proc.cmd.Process.Signal(syscall.SIGUSR1) })
+	if err != nil {
+		return o, err
+	}
+	if err := s.proc.cmd.Process.Signal(syscall.SIGUSR2); err != nil {
+		return o, err
+	}
+	if err := waitFile(ctx, tmp, 30*time.Second); err != nil {
+		return o, err
+	}
+	return o, copyFile(tmp, out)
 }
 
 // waitFile waits until path exists.

@@ -222,7 +222,7 @@ func (b *bench) measureServers(ctx context.Context) (*serverResults, error) {
 					return nil, ctx.Err()
 				}
 				progress("repeat %d/%d  %-14s %s", rep, b.o.repeats, sc.name, s.name)
-				o, err := b.runOnce(ctx, s, sc)
+				o, err := b.runOnce(ctx, s, sc, nil)
 				if err != nil {
 					return nil, fmt.Errorf("%s, %s, repeat %d: %w", s.name, sc.name, rep, err)
 				}
@@ -250,8 +250,9 @@ func (b *bench) measureServers(ctx context.Context) (*serverResults, error) {
 	return res, nil
 }
 
-// runOnce warms s up with warm tokens, then measures one run of sc.
-func (b *bench) runOnce(ctx context.Context, s *server, sc scenario) (outcome, error) {
+// runOnce warms s up with warm tokens, then measures one run of sc; timed, when not nil, is
+// called just before the timed run.
+func (b *bench) runOnce(ctx context.Context, s *server, sc scenario, timed func() error) (outcome, error) {
 	workers := b.o.concurrency
 	if sc.rate > 0 {
 		workers = b.o.rateWorkers
@@ -272,6 +273,11 @@ func (b *bench) runOnce(ctx context.Context, s *server, sc scenario) (outcome, e
 		src = s.cold
 	case sc.distinct:
 		src = &cycle{checks: b.distinct}
+	}
+	if timed != nil {
+		if err := timed(); err != nil {
+			return outcome{}, err
+		}
 	}
 	o, err := run(ctx, s.t.pid, load{duration: b.o.duration, rate: sc.rate, workers: workers}, s.t.checks(src))
 	if err == nil {

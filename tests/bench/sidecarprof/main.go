@@ -1,8 +1,10 @@
-// Command sidecarprof is cmd/sidecar's serve path with a CPU profiler the benchmark switches
-// on and off: SIGUSR1 starts profiling, SIGUSR2 stops it and writes the profile to the file named
-// by BENCH_CPUPROFILE (complete once it has that name: it is written beside it and renamed). Flags, GC setting and logging are otherwise the sidecar's. It is a benchmark
-// helper, not a product: `make bench -cpuprofile` uses it to show what the warm and cold checks
-// spend their time on.
+// Command sidecarprof is cmd/sidecar's serve path with a CPU profiler or an execution tracer
+// the benchmark switches on and off: SIGUSR1 starts it, SIGUSR2 stops it and writes the CPU
+// profile to the file named by BENCH_CPUPROFILE, or the execution trace to the one named by
+// BENCH_TRACE (complete once it has that name: it is written beside it and renamed). Flags, GC
+// setting and logging are otherwise the sidecar's. It is a benchmark helper, not a product:
+// `go run ./tests/bench -cpuprofile` uses it to show what the warm and cold checks spend their
+// time on, `-trace` to show what a check at a fixed rate waits for.
 package main
 
 import (
@@ -10,9 +12,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"runtime/trace"
 	"syscall"
 
 	"github.com/orgauthz/orgauthz/internal/confload"
@@ -30,9 +34,15 @@ func main() {
 }
 
 func run(ctx context.Context) error {
-	out := os.Getenv("BENCH_CPUPROFILE")
+	out, start, stop := os.Getenv("BENCH_CPUPROFILE"), pprof.StartCPUProfile, pprof.StopCPUProfile
+	if t := os.Getenv("BENCH_TRACE"); t != "" {
+		if out != "" {
+			return errors.New("set BENCH_CPUPROFILE or BENCH_TRACE, not both")
+		}
+		out, start, stop = t, trace.Start, trace.Stop
+	}
 	if out == "" {
-		return errors.New("BENCH_CPUPROFILE is not set")
+		return errors.New("neither BENCH_CPUPROFILE nor BENCH_TRACE is set")
 	}
 	sidecar.TuneGC(os.Getenv)
 	cfg := sidecar.Default()
@@ -49,13 +59,13 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	go profile(ctx, out)
+	go profile(ctx, out, start, stop)
 	return s.Serve(ctx)
 }
 
-// profile runs the profiler between SIGUSR1 and SIGUSR2, any number of times; each profile
-// overwrites the last.
-func profile(ctx context.Context, out string) {
+// profile runs the profiler (or tracer) between SIGUSR1 and SIGUSR2, any number of times; each
+// profile overwrites the last.
+func profile(ctx context.Context, out string, start func(io.Writer) error, stop func()) {
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGUSR1, syscall.SIGUSR2)
 	var f *os.File
@@ -71,13 +81,13 @@ func profile(ctx context.Context, out string) {
 					fmt.Fprintln(os.Stderr, "sidecarprof:", err)
 					continue
 				}
-				if err := pprof.StartCPUProfile(f); err != nil {
+				if err := start(f); err != nil {
 					fmt.Fprintln(os.Stderr, "sidecarprof:", err)
 					f.Close()
 					f = nil
 				}
 			case s == syscall.SIGUSR2 && f != nil:
-				pprof.StopCPUProfile()
+				stop()
 				err := f.Close()
 				if err == nil {
 					err = os.Rename(f.Name(), out)
