@@ -198,6 +198,9 @@ func (t *target) checks(src source) fire {
 // run drives f with l, measuring the CPU time of process pid over the run.
 func run(ctx context.Context, pid int, l load, f fire) (outcome, error) {
 	o, err := runTogether(ctx, pid, l, f)
+	if len(o) == 0 {
+		return outcome{}, err
+	}
 	return o[0], err
 }
 
@@ -242,12 +245,12 @@ func runTogether(ctx context.Context, pid int, l load, fires ...fire) ([]outcome
 		for i := range tallies {
 			wg.Go(func() {
 				for c := range due {
-					t := &tallies[i][c.seq%len(fires)]
+					f := c.seq % len(fires)
 					if time.Now().After(late) {
-						t.unsent++
+						tallies[i][f].unsent++
 						continue
 					}
-					if !t.do(ctx, fires[c.seq%len(fires)], i, c.at) {
+					if !tallies[i][f].do(ctx, fires[f], i, c.at) {
 						return
 					}
 				}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 )
@@ -14,9 +15,8 @@ import (
 // profileSidecar runs the profiling build of the sidecar through a warm and a cold run and
 // prints the top of each CPU profile on stderr.
 func (b *bench) profileSidecar(ctx context.Context) error {
-	tmp := filepath.Join(b.dir, "cpu.pprof")
 	progress("profiling: starting the sidecar built with a profiler")
-	s, err := b.start(ctx, "orgauthz", variant{bin: b.bins["sidecarprof"], env: append([]string{"BENCH_CPUPROFILE=" + tmp}, b.o.sidecarEnv...)})
+	s, tmp, err := b.startSidecarprof(ctx, "BENCH_CPUPROFILE", "cpu.pprof")
 	if err != nil {
 		return err
 	}
@@ -43,9 +43,8 @@ func (b *bench) profileSidecar(ctx context.Context) error {
 // through that run, traced. The trace shows what a slow check waited for: the GC's mark phases,
 // its workers' turns on the one P, the scheduler.
 func (b *bench) traceSidecar(ctx context.Context) error {
-	tmp := filepath.Join(b.dir, "exec.trace")
 	progress("tracing: starting the sidecar built with a tracer")
-	s, err := b.start(ctx, "orgauthz", variant{bin: b.bins["sidecarprof"], env: append([]string{"BENCH_TRACE=" + tmp}, b.o.sidecarEnv...)})
+	s, tmp, err := b.startSidecarprof(ctx, "BENCH_TRACE", "exec.trace")
 	if err != nil {
 		return err
 	}
@@ -57,7 +56,7 @@ func (b *bench) traceSidecar(ctx context.Context) error {
 			return fmt.Errorf("tracing: %s: %w", sc.name, err)
 		}
 	}
-	sc := scs[2]
+	sc := scs[slices.IndexFunc(scs, func(sc scenario) bool { return sc.rate > 0 && !sc.cold && !sc.distinct })]
 	progress("tracing: %s for %s", sc.name, b.o.duration)
 	out := b.o.trace + "-warm-rate.trace"
 	o, err := b.capture(ctx, s, sc, tmp, out)
@@ -70,6 +69,14 @@ func (b *bench) traceSidecar(ctx context.Context) error {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / 1e6 }
+
+// startSidecarprof starts sidecarprof with its profiler or tracer (env: BENCH_CPUPROFILE or
+// BENCH_TRACE) writing to file in the run's directory, and returns it and that file's path.
+func (b *bench) startSidecarprof(ctx context.Context, env, file string) (*server, string, error) {
+	tmp := filepath.Join(b.dir, file)
+	s, err := b.start(ctx, "orgauthz", variant{bin: b.bins["sidecarprof"], env: append([]string{env + "=" + tmp}, b.o.sidecarEnv...)})
+	return s, tmp, err
+}
 
 // capture runs sc on s as runOnce does with sidecarprof's profiler or tracer on over the timed
 // run, and copies what it wrote (tmp) to out.
