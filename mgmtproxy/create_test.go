@@ -178,9 +178,10 @@ func TestMetricsEndpoint(t *testing.T) {
 		`orgauthz_mgmtproxy_upstream_responses_total{code="200"} 1`,
 		`orgauthz_mgmtproxy_token_fetches_total{result="ok"} 1`,
 		fmt.Sprintf(`orgauthz_mgmtproxy_requests_total{code="200",route=%q} 1`, "GET /api/organizations/{orgId}"),
+		"\ngo_gc_heap_live_bytes ", "\ngo_memstats_heap_inuse_bytes ",
 	} {
 		if !strings.Contains(string(resp.body), want) {
-			t.Errorf("metrics lack %s", want)
+			t.Errorf("metrics lack %q", want)
 		}
 	}
 	if h := e.do(t, "GET", "/healthz", "", ""); h.status != http.StatusOK {

@@ -1,6 +1,7 @@
 package mgmtproxy
 
 import (
+	"regexp"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -56,7 +57,9 @@ func newMetrics() *metrics {
 	m.revocationFailures.WithLabelValues("store")
 	m.revocationFailures.WithLabelValues("notify")
 	m.reg.MustRegister(m.requests, m.duration, m.upstream, m.tokenFetches, m.rejections, m.undoFailures, m.revocationFailures,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		// go_gc_heap_live_bytes, as the sidecar's: the heap live at the last collection.
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$`)})),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"regexp"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -137,7 +138,9 @@ func newMetrics(tokens *token.Verifier, pol *policy.Engine, ready func() bool) *
 		counter("policy_reload_failures_total", "Policy loads rejected; the last good policy kept serving.",
 			func() uint64 { return pol.Stats().ReloadFailures }),
 		gauge("ready", "1 when signing keys and a policy are loaded.", ready),
-		collectors.NewGoCollector(),
+		// go_gc_heap_live_bytes: the heap live at the last collection, what a leak grows
+		// whatever GOGC is (go_memstats_heap_inuse_bytes also holds the garbage of the cycle).
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$`)})),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return m

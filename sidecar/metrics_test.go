@@ -55,9 +55,10 @@ func TestMetricsAddr(t *testing.T) {
 		`orgauthz_sidecar_decisions_total{reason="missing_scope",result="deny",route=""} 1`,
 		fmt.Sprintf(`orgauthz_sidecar_jwks_fetches_total{issuer=%q,result="error"} 0`, h.logto.Issuer()),
 		fmt.Sprintf(`orgauthz_sidecar_jwks_fetches_total{issuer=%q,result="ok"} `, h.logto.Issuer()),
+		"\ngo_gc_heap_live_bytes ", "\ngo_memstats_heap_inuse_bytes ",
 	} {
 		if !strings.Contains(body, want) {
-			t.Errorf("/metrics lacks %s", want)
+			t.Errorf("/metrics lacks %q", want)
 		}
 	}
 	if strings.Contains(body, tok) {
