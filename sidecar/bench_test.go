@@ -8,6 +8,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
 	"github.com/orgauthz/orgauthz/decision"
+	"github.com/orgauthz/orgauthz/decisionlog"
 	"github.com/orgauthz/orgauthz/internal/envoyclient"
 	"github.com/orgauthz/orgauthz/internal/testkit"
 	"github.com/orgauthz/orgauthz/sidecar/internal/token"
@@ -64,8 +65,8 @@ func BenchmarkCheckResponse(b *testing.B) {
 }
 
 // allowedCheck returns a server and a CheckRequest it allows on a token already in its cache.
-func allowedCheck(b *testing.B) (*Server, *authv3.CheckRequest) {
-	h := newHarness(b, true)
+func allowedCheck(b *testing.B, opts ...harnessOption) (*Server, *authv3.CheckRequest) {
+	h := newHarness(b, true, opts...)
 	tok := h.mint(*org("o1", "member:add"))
 	r := envoyRequest("POST", "/api/organizations/o1/users", map[string]string{"Authorization": "Bearer " + tok}, `{"userIds":["u2"]}`)
 	in, err := envoyclient.NewCheckRequest(r, envoyclient.Options{WithBody: true})
@@ -82,6 +83,13 @@ func allowedCheck(b *testing.B) (*Server, *authv3.CheckRequest) {
 // (cache hit), input, policy, signing, response.
 func BenchmarkCheck(b *testing.B) {
 	srv, in := allowedCheck(b)
+	benchChecks(b, srv, in)
+}
+
+// BenchmarkCheckNoAudit is BenchmarkCheck with --decision-log off: the difference is what the
+// audit stream (the record, its scrub and encoding, the write) costs a check.
+func BenchmarkCheckNoAudit(b *testing.B) {
+	srv, in := allowedCheck(b, func(c *Config) { c.DecisionLog = decisionlog.SinkOff })
 	benchChecks(b, srv, in)
 }
 
