@@ -68,8 +68,6 @@ func (b *bench) traceSidecar(ctx context.Context) error {
 	return nil
 }
 
-func ms(d time.Duration) float64 { return float64(d) / 1e6 }
-
 // startSidecarprof starts sidecarprof with its profiler or tracer (env: BENCH_CPUPROFILE or
 // BENCH_TRACE) writing to file in the run's directory, and returns it and that file's path.
 func (b *bench) startSidecarprof(ctx context.Context, env, file string) (*server, string, error) {

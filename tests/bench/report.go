@@ -34,6 +34,9 @@ func statOf(samples []sample, f func(sample) float64) stat {
 	return statOfValues(v)
 }
 
+// ms is d in milliseconds, as the report prints latencies.
+func ms(d time.Duration) float64 { return float64(d) / 1e6 }
+
 func statOfValues(v []float64) stat {
 	slices.Sort(v)
 	if len(v) == 0 {
@@ -56,9 +59,9 @@ func (s stat) spread(format string) string {
 var (
 	rate  = func(s sample) float64 { return s.rate }
 	cpuUS = func(s sample) float64 { return float64(s.cpu) / 1e3 }
-	p50   = func(s sample) float64 { return float64(s.p50) / 1e6 }
-	p95   = func(s sample) float64 { return float64(s.p95) / 1e6 }
-	p99   = func(s sample) float64 { return float64(s.p99) / 1e6 }
+	p50   = func(s sample) float64 { return ms(s.p50) }
+	p95   = func(s sample) float64 { return ms(s.p95) }
+	p99   = func(s sample) float64 { return ms(s.p99) }
 )
 
 func mb(n int64) string { return fmt.Sprintf("%.0f", float64(n)/(1<<20)) }
