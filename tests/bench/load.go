@@ -197,29 +197,35 @@ func (t *target) checks(src source) fire {
 
 // run drives f with l, measuring the CPU time of process pid over the run.
 func run(ctx context.Context, pid int, l load, f fire) (outcome, error) {
-	o, err := runTogether(ctx, pid, l, f)
+	o, err := runTogether(ctx, l, way{f, pid})
 	if len(o) == 0 {
 		return outcome{}, err
 	}
 	return o[0], err
 }
 
-// runTogether drives the fires in turn in one run (call i goes to fires[i%len(fires)]; l.rate
+// way is one path of a runTogether run: its calls, and the server process that serves them
+// (0: none of ours).
+type way struct {
+	fire fire
+	pid  int
+}
+
+// runTogether drives the ways in turn in one run (call i goes to ways[i%len(ways)]; l.rate
 // is their sum) and returns an outcome for each, so that paths compared with each other see
-// the same host at the same moments. The server's CPU time over the run is in every outcome:
-// it belongs to the fire whose calls the server serves.
-func runTogether(ctx context.Context, pid int, l load, fires ...fire) ([]outcome, error) {
+// the same host at the same moments. Each outcome has its way's server's CPU time over the run.
+func runTogether(ctx context.Context, l load, ways ...way) ([]outcome, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.duration+time.Minute)
 	defer cancel()
 	tallies := make([][]tally, l.workers)
-	expect := int(min(l.duration.Seconds()*max(l.rate, 2000), 200_000)) / l.workers / len(fires)
+	expect := int(min(l.duration.Seconds()*max(l.rate, 2000), 200_000)) / l.workers / len(ways)
 	for i := range tallies {
-		tallies[i] = make([]tally, len(fires))
-		for f := range fires {
+		tallies[i] = make([]tally, len(ways))
+		for f := range ways {
 			tallies[i][f].lat = make([]time.Duration, 0, expect)
 		}
 	}
-	cpu0, err := cpuTime(pid)
+	cpu0, err := cpuTimes(ways)
 	if err != nil {
 		return nil, err
 	}
@@ -231,8 +237,8 @@ func runTogether(ctx context.Context, pid int, l load, fires ...fire) ([]outcome
 		for i := range tallies {
 			wg.Go(func() {
 				for k := i; time.Now().Before(deadline) && ctx.Err() == nil; k++ {
-					f := k % len(fires)
-					if !tallies[i][f].do(ctx, fires[f], i, time.Now()) {
+					f := k % len(ways)
+					if !tallies[i][f].do(ctx, ways[f].fire, i, time.Now()) {
 						return
 					}
 				}
@@ -245,12 +251,12 @@ func runTogether(ctx context.Context, pid int, l load, fires ...fire) ([]outcome
 		for i := range tallies {
 			wg.Go(func() {
 				for c := range due {
-					f := c.seq % len(fires)
+					f := c.seq % len(ways)
 					if time.Now().After(late) {
 						tallies[i][f].unsent++
 						continue
 					}
-					if !tallies[i][f].do(ctx, fires[f], i, c.at) {
+					if !tallies[i][f].do(ctx, ways[f].fire, i, c.at) {
 						return
 					}
 				}
@@ -259,17 +265,22 @@ func runTogether(ctx context.Context, pid int, l load, fires ...fire) ([]outcome
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	cpu1, err := cpuTime(pid)
+	cpu1, err := cpuTimes(ways)
 	if err != nil {
 		return nil, err
 	}
 	others := time.Duration(-1)
 	if core1, err := coreTime(serverCore); err == nil && core0Err == nil {
-		others = max(0, (core1-core0)-(cpu1-cpu0))
+		ours := time.Duration(0)
+		for pid, t := range cpu1 {
+			ours += t - cpu0[pid]
+		}
+		others = max(0, (core1-core0)-ours)
 	}
-	outcomes := make([]outcome, len(fires))
+	outcomes := make([]outcome, len(ways))
 	for f := range outcomes {
-		o := outcome{elapsed: elapsed, cpu: cpu1 - cpu0, others: others}
+		pid := ways[f].pid
+		o := outcome{elapsed: elapsed, cpu: cpu1[pid] - cpu0[pid], others: others}
 		for _, ts := range tallies {
 			t := ts[f]
 			o.lat = append(o.lat, t.lat...)
@@ -288,6 +299,21 @@ func runTogether(ctx context.Context, pid int, l load, fires ...fire) ([]outcome
 		return outcomes, errors.New("the run did not finish in time")
 	}
 	return outcomes, nil
+}
+
+// cpuTimes is the CPU time each way's server has used so far, by process id.
+func cpuTimes(ways []way) (map[int]time.Duration, error) {
+	t := map[int]time.Duration{}
+	for _, w := range ways {
+		if _, seen := t[w.pid]; w.pid == 0 || seen {
+			continue
+		}
+		var err error
+		if t[w.pid], err = cpuTime(w.pid); err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
 }
 
 // dueCall is the seq-th call of a fixed-rate run, due at at.

@@ -145,7 +145,7 @@ func TestRunTogether(t *testing.T) {
 		{duration: 500 * time.Millisecond, rate: 400, workers: 16},
 		{duration: 200 * time.Millisecond, workers: 4},
 	} {
-		o, err := runTogether(context.Background(), os.Getpid(), l, fast, slow)
+		o, err := runTogether(context.Background(), l, way{fast, os.Getpid()}, way{slow, 0})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -166,6 +166,9 @@ func TestRunTogether(t *testing.T) {
 		}
 		if p := o[0].pct(50); p >= 5*time.Millisecond {
 			t.Errorf("%+v: fast fire's median %v, want < 5ms", l, p)
+		}
+		if o[1].cpu != 0 {
+			t.Errorf("%+v: CPU %v for the way with no process, want 0", l, o[1].cpu)
 		}
 	}
 }

@@ -214,6 +214,7 @@ func (b *bench) build(ctx context.Context) error {
 	pkgs := map[string]string{"nullauthz": "./tests/bench/nullauthz", "opaenvoy": "./tests/bench/opaenvoy", "sidecar": "./cmd/sidecar"}
 	if b.o.mgmt {
 		pkgs["mgmtproxy"] = "./cmd/mgmtproxy"
+		pkgs["nullproxy"] = "./tests/bench/nullproxy"
 	}
 	if b.o.cpuprofile != "" || b.o.trace != "" {
 		pkgs["sidecarprof"] = "./tests/bench/sidecarprof"

@@ -17,18 +17,30 @@ import (
 
 // mgmtResult is what the mgmtproxy runs measured.
 type mgmtResult struct {
-	rate            float64
-	direct, proxied []sample // fixed-rate runs: straight to the emulator, through mgmtproxy
+	rate float64
+	// Fixed-rate runs, each repeat two of them: direct (straight to the emulator) alternating
+	// with proxied (through mgmtproxy), then hopDirect alternating with hop (through nullproxy).
+	direct, proxied, hopDirect, hop []sample
+	hopRSS                          int64 // nullproxy's peak
 	saturation      sample   // through mgmtproxy with mgmtConcurrency requests in flight
 	tokenRequests   int      // client credentials requests mgmtproxy made in its whole life
 	peakRSS         int64
 }
 
-// added is what mgmtproxy added to f in each repeat: through it minus direct, measured together.
-func (mg *mgmtResult) added(f func(sample) float64) []float64 {
-	v := make([]float64, len(mg.proxied))
+// added is what the path through adds to f in each repeat over the path from, measured together.
+func added(through, from []sample, f func(sample) float64) []float64 {
+	v := make([]float64, len(through))
 	for i := range v {
-		v[i] = f(mg.proxied[i]) - f(mg.direct[i])
+		v[i] = f(through[i]) - f(from[i])
+	}
+	return v
+}
+
+// ownWork is what mgmtproxy adds to f beyond a bare hop, in each repeat.
+func (mg *mgmtResult) ownWork(f func(sample) float64) []float64 {
+	v := added(mg.proxied, mg.direct, f)
+	for i, h := range added(mg.hop, mg.hopDirect, f) {
+		v[i] -= h
 	}
 	return v
 }
@@ -67,6 +79,19 @@ func (b *bench) measureMgmt(ctx context.Context) (*mgmtResult, error) {
 	if err := p.waitReady(ctx, time.Minute, httpReady("http://"+addr+"/readyz")); err != nil {
 		return nil, err
 	}
+	hopAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	hop, err := startProc("nullproxy", b.dir, b.bins["nullproxy"], b.cores,
+		[]string{"--listen-addr", hopAddr, "--upstream", lg.URL()}, []string{"NULLPROXY_AUTHORIZATION=Bearer " + bearer})
+	if err != nil {
+		return nil, err
+	}
+	defer hop.stop()
+	if err := hop.waitReady(ctx, time.Minute, httpReady("http://"+hopAddr+path)); err != nil {
+		return nil, err
+	}
 	signer, err := decision.LoadSigner(b.privKey, decision.MaxTTL)
 	if err != nil {
 		return nil, err
@@ -74,29 +99,45 @@ func (b *bench) measureMgmt(ctx context.Context) (*mgmtResult, error) {
 	direct := func(ctx context.Context, _ int) (string, bool) {
 		return get(ctx, client, lg.URL()+path, "authorization", "Bearer "+bearer), true
 	}
+	viaHop := func(ctx context.Context, _ int) (string, bool) {
+		return get(ctx, client, "http://"+hopAddr+path, "accept", "application/json"), true
+	}
 	res := &mgmtResult{rate: b.o.mgmtRate}
 	// Direct and proxied requests alternate in one run, each path at the rate, so that what the
 	// host does during the run (other processes, the emulator's collections) falls on both alike
-	// and the difference is mgmtproxy's.
+	// and the difference is the proxy's. Then the same with nullproxy instead of mgmtproxy: what
+	// one more HTTP hop costs on this host (a process to wake, two more sockets to cross), so
+	// that the rest is mgmtproxy's own work. One proxy at a time, so they never queue behind each
+	// other on the server core.
 	together := load{duration: b.o.duration, rate: 2 * b.o.mgmtRate, workers: b.o.rateWorkers}
 	for rep := 1; rep <= b.o.repeats; rep++ {
-		progress("repeat %d/%d  mgmtproxy @%g/s: direct and through mgmtproxy, alternating", rep, b.o.repeats, b.o.mgmtRate)
+		progress("repeat %d/%d  mgmtproxy @%g/s: direct and through mgmtproxy, alternating; then the same with nullproxy", rep, b.o.repeats, b.o.mgmtRate)
 		through, err := b.throughProxy(ctx, client, signer, "http://"+addr, path, int(b.o.mgmtRate*b.o.duration.Seconds()))
 		if err != nil {
 			return nil, err
 		}
-		o, err := runTogether(ctx, p.pid(), together, direct, through)
-		if err == nil {
-			err = o[0].problem(&target{}, false)
-		}
+		o, err := runTogether(ctx, together, way{direct, 0}, way{through, p.pid()})
 		if err != nil {
+			return nil, err
+		}
+		if err := o[0].problem(&target{}, false); err != nil {
 			return nil, fmt.Errorf("emulator direct: %w", err)
 		}
-		if err = o[1].problem(&target{}, true); err != nil {
+		if err := o[1].problem(&target{}, true); err != nil {
 			return nil, fmt.Errorf("through mgmtproxy: %w", err)
 		}
 		res.direct = append(res.direct, o[0].sample(b.cores >= 0))
 		res.proxied = append(res.proxied, o[1].sample(b.cores >= 0))
+		if o, err = runTogether(ctx, together, way{direct, 0}, way{viaHop, hop.pid()}); err != nil {
+			return nil, err
+		}
+		for i, name := range []string{"emulator direct", "through nullproxy"} {
+			if err := o[i].problem(&target{}, false); err != nil {
+				return nil, fmt.Errorf("%s: %w", name, err)
+			}
+		}
+		res.hopDirect = append(res.hopDirect, o[0].sample(b.cores >= 0))
+		res.hop = append(res.hop, o[1].sample(b.cores >= 0))
 	}
 	progress("mgmtproxy: %d requests in flight for %s (M2M token requests are counted)", b.o.mgmtConcurrency, b.o.duration)
 	through, err := b.throughProxy(ctx, client, signer, "http://"+addr, path, int(5000*b.o.duration.Seconds()))
@@ -113,6 +154,9 @@ func (b *bench) measureMgmt(ctx context.Context) (*mgmtResult, error) {
 	res.saturation = o.sample(b.cores >= 0)
 	res.tokenRequests = lg.Calls(fakelogto.TargetToken) - before
 	if res.peakRSS, err = memory(p.pid(), "VmHWM"); err != nil {
+		return nil, err
+	}
+	if res.hopRSS, err = memory(hop.pid(), "VmHWM"); err != nil {
 		return nil, err
 	}
 	return res, nil
