@@ -74,23 +74,14 @@ type reloader struct {
 	interval   time.Duration
 }
 
-// start watches the files' directories (before it returns: a change right after New is seen) and
-// rereads the files on every change and every interval until ctx ends.
+// start watches the files (before it returns: a change right after New is seen) and rereads them
+// on every change and every interval until ctx ends.
 func (rl *reloader) start(ctx context.Context) {
-	dirs := []string{}
-	for _, p := range append(slices.Clone(rl.keyPaths), rl.secretPath) {
-		if p == "" {
-			continue
-		}
-		dir := p
-		if st, err := os.Stat(p); err != nil || !st.IsDir() {
-			dir = filepath.Dir(p)
-		}
-		if !slices.Contains(dirs, dir) {
-			dirs = append(dirs, dir)
-		}
+	paths := slices.Clone(rl.keyPaths)
+	if rl.secretPath != "" {
+		paths = append(paths, rl.secretPath)
 	}
-	filewatch.Watch(ctx, dirs, rl.interval, rl.p.log, rl.reload)
+	filewatch.Watch(ctx, paths, rl.interval, rl.p.log, rl.reload)
 }
 
 // reload swaps in the keys and the secret when they changed and are valid.

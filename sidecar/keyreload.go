@@ -3,7 +3,6 @@ package sidecar
 import (
 	"context"
 	"log/slog"
-	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -37,9 +36,9 @@ func (f *signerFile) Sign(c decision.Claims) (string, error) { return f.current.
 // KeyID is the kid of the key in force.
 func (f *signerFile) KeyID() string { return f.current.Load().KeyID() }
 
-// watch rereads the file on every change in its directory and every keyRereadInterval until ctx ends.
+// watch rereads the file on every change to it and every keyRereadInterval until ctx ends.
 func (f *signerFile) watch(ctx context.Context) {
-	filewatch.Watch(ctx, []string{filepath.Dir(f.path)}, keyRereadInterval, f.log, f.reload)
+	filewatch.Watch(ctx, []string{f.path}, keyRereadInterval, f.log, f.reload)
 }
 
 // reload installs the file's key when it loads and differs from the key in force.
