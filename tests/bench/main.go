@@ -72,7 +72,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	servers := fs.String("servers", strings.Join(defaultServers, ","), "servers to measure, comma-separated, from "+strings.Join(serverNames, ", ")+
 		" (the orgauthz-* variants undo one change each, or turn the audit stream off: see BENCHMARKS.md)")
 	fs.BoolVar(&o.mgmt, "mgmtproxy", true, "measure mgmtproxy in front of the Logto emulator")
-	fs.Float64Var(&o.mgmtRate, "mgmt-rate", 200, "requests per second of each way (direct, and through mgmtproxy) in the mgmtproxy latency runs")
+	fs.Float64Var(&o.mgmtRate, "mgmt-rate", 200, "requests per second of each way (direct, through mgmtproxy, through nullproxy) in the mgmtproxy latency runs")
 	fs.IntVar(&o.mgmtConcurrency, "mgmt-concurrency", 64, "requests in flight in the mgmtproxy M2M token run")
 	fs.BoolVar(&o.quick, "quick", false, "smoke run: 1 s runs, one repeat, 5000 cold tokens")
 	fs.Func("sidecar-env", "`NAME=VALUE` added to the sidecar's environment (repeatable), e.g. GODEBUG=adaptivestackstart=1 to try a runtime setting", envFlag(&o.sidecarEnv))

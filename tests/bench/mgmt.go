@@ -21,10 +21,9 @@ type mgmtResult struct {
 	// Fixed-rate runs, each repeat two of them: direct (straight to the emulator) alternating
 	// with proxied (through mgmtproxy), then hopDirect alternating with hop (through nullproxy).
 	direct, proxied, hopDirect, hop []sample
-	hopRSS                          int64 // nullproxy's peak
-	saturation      sample   // through mgmtproxy with mgmtConcurrency requests in flight
-	tokenRequests   int      // client credentials requests mgmtproxy made in its whole life
-	peakRSS         int64
+	saturation                      sample // through mgmtproxy with mgmtConcurrency requests in flight
+	tokenRequests                   int    // client credentials requests mgmtproxy made in its whole life
+	peakRSS, hopRSS                 int64  // mgmtproxy's and nullproxy's peaks
 }
 
 // added is what the path through adds to f in each repeat over the path from, measured together.
