@@ -35,10 +35,20 @@ func added(through, from []sample, f func(sample) float64) []float64 {
 	return v
 }
 
+// byMgmt is what mgmtproxy adds to f in each repeat.
+func (mg *mgmtResult) byMgmt(f func(sample) float64) []float64 {
+	return added(mg.proxied, mg.direct, f)
+}
+
+// byHop is what a bare hop (nullproxy) adds to f in each repeat.
+func (mg *mgmtResult) byHop(f func(sample) float64) []float64 {
+	return added(mg.hop, mg.hopDirect, f)
+}
+
 // ownWork is what mgmtproxy adds to f beyond a bare hop, in each repeat.
 func (mg *mgmtResult) ownWork(f func(sample) float64) []float64 {
-	v := added(mg.proxied, mg.direct, f)
-	for i, h := range added(mg.hop, mg.hopDirect, f) {
+	v := mg.byMgmt(f)
+	for i, h := range mg.byHop(f) {
 		v[i] -= h
 	}
 	return v

@@ -150,8 +150,8 @@ func report(w io.Writer, b *bench, res *serverResults, mg *mgmtResult) {
 			name string
 			v    func(func(sample) float64) []float64
 		}{
-			{"added by mgmtproxy: through it − direct", func(f func(sample) float64) []float64 { return added(mg.proxied, mg.direct, f) }},
-			{"added by a bare hop: through nullproxy − direct", func(f func(sample) float64) []float64 { return added(mg.hop, mg.hopDirect, f) }},
+			{"added by mgmtproxy: through it − direct", mg.byMgmt},
+			{"added by a bare hop: through nullproxy − direct", mg.byHop},
 			{"added by mgmtproxy's own work: the first difference − the second", mg.ownWork},
 		} {
 			fmt.Fprintf(w, "| %s | %s (each repeat's) | | | %s | %s | %s | | |\n", scn, diff.name,
@@ -173,7 +173,7 @@ func targets(w io.Writer, b *bench, res *serverResults, mg *mgmtResult) {
 		fmt.Fprintln(w, "- orgauthz not measured")
 	}
 	if mg != nil {
-		byMgmt, byHop := added(mg.proxied, mg.direct, p99), added(mg.hop, mg.hopDirect, p99)
+		byMgmt, byHop := mg.byMgmt(p99), mg.byHop(p99)
 		within := 0
 		for _, a := range byMgmt {
 			if a <= targetMgmtAddedP99 {
