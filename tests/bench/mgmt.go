@@ -125,28 +125,15 @@ func (b *bench) measureMgmt(ctx context.Context) (*mgmtResult, error) {
 		if err != nil {
 			return nil, err
 		}
-		o, err := runTogether(ctx, together, way{direct, 0}, way{through, p.pid()})
+		d, v, err := b.alternate(ctx, together, direct, way{through, p.pid()}, "through mgmtproxy", true)
 		if err != nil {
 			return nil, err
 		}
-		if err := o[0].problem(&target{}, false); err != nil {
-			return nil, fmt.Errorf("emulator direct: %w", err)
-		}
-		if err := o[1].problem(&target{}, true); err != nil {
-			return nil, fmt.Errorf("through mgmtproxy: %w", err)
-		}
-		res.direct = append(res.direct, o[0].sample(b.cores >= 0))
-		res.proxied = append(res.proxied, o[1].sample(b.cores >= 0))
-		if o, err = runTogether(ctx, together, way{direct, 0}, way{viaHop, hop.pid()}); err != nil {
+		res.direct, res.proxied = append(res.direct, d), append(res.proxied, v)
+		if d, v, err = b.alternate(ctx, together, direct, way{viaHop, hop.pid()}, "through nullproxy", false); err != nil {
 			return nil, err
 		}
-		for i, name := range []string{"emulator direct", "through nullproxy"} {
-			if err := o[i].problem(&target{}, false); err != nil {
-				return nil, fmt.Errorf("%s: %w", name, err)
-			}
-		}
-		res.hopDirect = append(res.hopDirect, o[0].sample(b.cores >= 0))
-		res.hop = append(res.hop, o[1].sample(b.cores >= 0))
+		res.hopDirect, res.hop = append(res.hopDirect, d), append(res.hop, v)
 	}
 	progress("mgmtproxy: %d requests in flight for %s (M2M token requests are counted)", b.o.mgmtConcurrency, b.o.duration)
 	through, err := b.throughProxy(ctx, client, signer, "http://"+addr, path, int(5000*b.o.duration.Seconds()))
@@ -169,6 +156,22 @@ func (b *bench) measureMgmt(ctx context.Context) (*mgmtResult, error) {
 		return nil, err
 	}
 	return res, nil
+}
+
+// alternate runs the direct requests alternating with those of via (named name in errors) and
+// returns both samples; mustLast: via's calls must last the whole run (signed decisions).
+func (b *bench) alternate(ctx context.Context, l load, direct fire, via way, name string, mustLast bool) (sample, sample, error) {
+	o, err := runTogether(ctx, l, way{direct, 0}, via)
+	if err != nil {
+		return sample{}, sample{}, err
+	}
+	if err := o[0].problem(&target{}, false); err != nil {
+		return sample{}, sample{}, fmt.Errorf("emulator direct: %w", err)
+	}
+	if err := o[1].problem(&target{}, mustLast); err != nil {
+		return sample{}, sample{}, fmt.Errorf("%s: %w", name, err)
+	}
+	return o[0].sample(b.cores >= 0), o[1].sample(b.cores >= 0), nil
 }
 
 // sample summarises o; the core figure only means something when the server was pinned.

@@ -129,7 +129,7 @@ func report(w io.Writer, b *bench, res *serverResults, mg *mgmtResult) {
 	}
 	if mg != nil {
 		scn := fmt.Sprintf("mgmtproxy @%g/s", mg.rate)
-		for _, way := range []struct {
+		for _, row := range []struct {
 			name string
 			s    []sample
 			rss  int64 // 0: no process of ours
@@ -140,11 +140,11 @@ func report(w io.Writer, b *bench, res *serverResults, mg *mgmtResult) {
 			{"through nullproxy (a bare Go reverse proxy)", mg.hop, mg.hopRSS},
 		} {
 			cpu, rss := "", ""
-			if way.rss > 0 {
-				cpu, rss = statOf(way.s, cpuUS).spread("%.0f"), mb(way.rss)
+			if row.rss > 0 {
+				cpu, rss = statOf(row.s, cpuUS).spread("%.0f"), mb(row.rss)
 			}
-			fmt.Fprintf(w, "| %s | %s | %s | %s | %.2f | %.2f | %.2f | %s | %s |\n", scn, way.name, statOf(way.s, rate).spread("%.0f"), cpu,
-				statOf(way.s, p50).med, statOf(way.s, p95).med, statOf(way.s, p99).med, rss, othersOf(way.s))
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %.2f | %.2f | %.2f | %s | %s |\n", scn, row.name, statOf(row.s, rate).spread("%.0f"), cpu,
+				statOf(row.s, p50).med, statOf(row.s, p95).med, statOf(row.s, p99).med, rss, othersOf(row.s))
 		}
 		for _, diff := range []struct {
 			name string
