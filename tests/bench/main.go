@@ -68,7 +68,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.Float64Var(&o.rate, "rate", 1000, "checks per second of the fixed-rate scenarios")
 	fs.IntVar(&o.rateWorkers, "rate-workers", 64, "most checks in flight at the fixed rate")
 	fs.IntVar(&o.warmTokens, "warm-tokens", 1000, "distinct tokens reused by the warm scenarios")
-	fs.IntVar(&o.coldTokens, "cold-tokens", 100_000, "distinct tokens for the cold scenarios; orgauthz is sent all of them before its cached-token RSS is read")
+	fs.IntVar(&o.coldTokens, "cold-tokens", 100_000, "distinct tokens for the cold scenarios; orgauthz is sent all of them before its cached-token RSS is read; the run stops after the first repeat when they would not last the others")
 	servers := fs.String("servers", strings.Join(defaultServers, ","), "servers to measure, comma-separated, from "+strings.Join(serverNames, ", ")+
 		" (the orgauthz-* variants undo one change each, or turn the audit stream off: see BENCHMARKS.md)")
 	fs.BoolVar(&o.mgmt, "mgmtproxy", true, "measure mgmtproxy in front of the Logto emulator")

@@ -234,6 +234,11 @@ func (b *bench) measureServers(ctx context.Context) (*serverResults, error) {
 				res.samples[sc.name][s.name] = append(res.samples[sc.name][s.name], smp)
 			}
 		}
+		if rep == 1 {
+			if err := b.enoughColdTokens(servers); err != nil {
+				return nil, err
+			}
+		}
 	}
 	for _, s := range servers {
 		hwm, err := memory(s.t.pid, "VmHWM")
@@ -248,6 +253,22 @@ func (b *bench) measureServers(ctx context.Context) (*serverResults, error) {
 		}
 	}
 	return res, nil
+}
+
+// enoughColdTokens fails after the first repeat, rather than minutes later, when a server's
+// cold tokens cannot last the other repeats at the pace it used them in the first.
+func (b *bench) enoughColdTokens(servers []*server) error {
+	for _, s := range servers {
+		if s.pool == nil {
+			continue
+		}
+		used := s.pool.used()
+		if need := used * b.o.repeats; need > len(b.cold) {
+			return fmt.Errorf("%s used %d cold tokens in the first repeat, so %d repeats need about %d and there are %d: run again with -cold-tokens %d or more",
+				s.name, used, b.o.repeats, need, len(b.cold), (need*5/4+9999)/10000*10000)
+		}
+	}
+	return nil
 }
 
 // runOnce warms s up with warm tokens, then measures one run of sc; timed, when not nil, is

@@ -75,3 +75,22 @@ func TestMintTokens(t *testing.T) {
 		t.Errorf("first token = %s in %s, want u100 in org0", tokens[0].user, tokens[0].org)
 	}
 }
+
+// TestEnoughColdTokens: a server that used more than its share of the cold tokens in the first
+// repeat stops the run then, with a -cold-tokens that would do; servers that reuse tokens
+// (no pool) are not counted.
+func TestEnoughColdTokens(t *testing.T) {
+	b := &bench{o: options{repeats: 3}, cold: make([]check, 30_000)}
+	reuse := &server{name: "null"}
+	for _, tc := range []struct {
+		used    uint64
+		wantErr string
+	}{{used: 10_000}, {used: 12_000, wantErr: "3 repeats need about 36000 and there are 30000: run again with -cold-tokens 50000"}} {
+		orgauthz := &server{name: "orgauthz", pool: &pool{checks: b.cold}}
+		orgauthz.pool.n.Store(tc.used)
+		err := b.enoughColdTokens([]*server{reuse, orgauthz})
+		if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+			t.Errorf("%d used: %v, want %q", tc.used, err, tc.wantErr)
+		}
+	}
+}
