@@ -87,13 +87,7 @@ func New(ctx context.Context, s *Settings, logger *slog.Logger) (*Proxy, error) 
 		fields:  s.memberFields,
 	}
 
-	transport := http.DefaultTransport.(*http.Transport).Clone()
-	transport.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
-	transport.TLSHandshakeTimeout = 5 * time.Second
-	transport.ResponseHeaderTimeout = cfg.UpstreamTimeout
-	transport.MaxIdleConnsPerHost = 64
-	transport.MaxConnsPerHost = 128 // never open more than this to Logto, whatever the load
-
+	transport := UpstreamTransport(cfg.UpstreamTimeout)
 	noRedirect := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	tokenClient := &http.Client{Transport: transport, Timeout: cfg.UpstreamTimeout, CheckRedirect: noRedirect}
 	p.tokens = &tokenSource{

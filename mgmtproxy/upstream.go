@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -22,6 +23,19 @@ var (
 	errUpstreamStatus       = errors.New("mgmtproxy: Logto failed")                      // a 5xx answer
 	errUpstreamUnauthorized = errors.New("mgmtproxy: Logto refused the M2M token twice") // 401 on a fresh token too
 )
+
+// UpstreamTransport is how mgmtproxy connects to Logto: bounded dials, TLS handshakes and waits
+// for an answer's headers, and at most 128 connections whatever the load. The benchmarks' bare
+// proxy (tests/bench/nullproxy) uses it too, so the two hops differ only in mgmtproxy's own work.
+func UpstreamTransport(timeout time.Duration) *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	t.TLSHandshakeTimeout = 5 * time.Second
+	t.ResponseHeaderTimeout = timeout
+	t.MaxIdleConnsPerHost = 64
+	t.MaxConnsPerHost = 128
+	return t
+}
 
 // forward passes the approved request to Logto through the operation's reverse proxy.
 func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, req *request) {

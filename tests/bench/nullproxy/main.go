@@ -9,7 +9,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -17,6 +16,8 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/orgauthz/orgauthz/mgmtproxy"
 )
 
 func main() {
@@ -39,17 +40,12 @@ func run(addr, upstream, authorization string) error {
 	if err != nil || u.Scheme == "" || u.Host == "" {
 		return fmt.Errorf("--upstream %q: want an absolute URL", upstream)
 	}
-	// The transport as mgmtproxy's (mgmtproxy/proxy.go), so the hops differ only in what runs around them.
-	transport := http.DefaultTransport.(*http.Transport).Clone()
-	transport.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
-	transport.MaxIdleConnsPerHost = 64
-	transport.MaxConnsPerHost = 128
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.SetURL(u)
 			r.Out.Header.Set("Authorization", authorization)
 		},
-		Transport: transport,
+		Transport: mgmtproxy.UpstreamTransport(mgmtproxy.DefaultConfig().UpstreamTimeout),
 	}
 	srv := &http.Server{Addr: addr, Handler: proxy, ReadHeaderTimeout: 5 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
